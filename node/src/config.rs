@@ -1,0 +1,321 @@
+//! The node's TOML configuration.
+//!
+//! Every entity's software exports its records differently, so the import section maps Ponte's
+//! canonical fields to the entity's own column headers and its own service / status values to
+//! Ponte's closed vocabularies. Paths are resolved relative to the configuration file's folder.
+//! Loading never panics: every problem is reported with the file, the setting and how to fix it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Upper bound on the size of a configuration file we are willing to read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's identifier; must equal the node id in its certificate (e.g. `asl-lecce`).
+    pub node_id: String,
+    /// The entity's display name (e.g. `ASL Lecce`). Informational: the coordinator takes the
+    /// name from the certificate.
+    #[serde(default)]
+    pub entity_name: String,
+    /// `asl`, `comune`, `ats` or `provider`.
+    pub entity_type: String,
+    /// The coordinator's gRPC address, e.g. `https://127.0.0.1:7700`.
+    #[serde(default = "default_coordinator")]
+    pub coordinator: String,
+    /// Folder of the node's sled store.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// File holding the federation's linkage secret (hex). Never sent anywhere.
+    #[serde(default = "default_secret_file")]
+    pub secret_file: PathBuf,
+    /// Optional linkage schema file; the built-in default schema is used when absent.
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
+    pub import: ImportConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the federation's CA (the coordinator's certificate must chain to it).
+    pub ca: PathBuf,
+    /// PEM certificate of this node (carries node id and entity type).
+    pub cert: PathBuf,
+    /// PEM private key of this node.
+    pub key: PathBuf,
+    /// Name the coordinator's certificate is checked against.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Seconds between outbox drains in `serve`.
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Items per publish batch (bounded by the protocol's maximum).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Seconds to wait for the coordinator before giving up a connection attempt.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            interval_secs: default_interval(),
+            batch_size: default_batch(),
+            timeout_secs: default_timeout(),
+        }
+    }
+}
+
+/// How to read this entity's CSV export.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// Field delimiter: one ASCII character (`;`, `,`, `|` or `\t`).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Date format of the export, strftime style: `%d/%m/%Y`, `%Y-%m-%d`, `%d-%m-%Y`, `%d.%m.%Y`,
+    /// `%Y%m%d` or `%d/%m/%y`.
+    #[serde(default = "default_date_format")]
+    pub date_format: String,
+    /// Maximum number of data rows accepted from one file.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Responsible unit code used when the export has no unit column (e.g. `pua-distretto-lecce`).
+    #[serde(default = "default_unit")]
+    pub default_unit: String,
+    /// Canonical field → column header in the export.
+    #[serde(default)]
+    pub columns: ColumnMapping,
+    /// The entity's own service values → Ponte service categories (e.g. `"ADI" = "cure_domiciliari"`).
+    /// Values already equal to a Ponte category need no entry.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
+    /// The entity's own status values → Ponte statuses (`segnalata`, `in_valutazione`, `attiva`,
+    /// `sospesa`, `conclusa`).
+    #[serde(default)]
+    pub statuses: BTreeMap<String, String>,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        ImportConfig {
+            delimiter: default_delimiter(),
+            date_format: default_date_format(),
+            max_rows: default_max_rows(),
+            default_unit: default_unit(),
+            columns: ColumnMapping::default(),
+            services: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+        }
+    }
+}
+
+/// Column headers of the export, one per canonical field. Optional fields may be left out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnMapping {
+    /// The entity's own person identifier (stays on the node).
+    pub record_id: String,
+    /// The entity's identifier of the care relationship; defaults to the record id.
+    #[serde(default)]
+    pub relationship_id: Option<String>,
+    pub surname: String,
+    pub given_names: String,
+    #[serde(default)]
+    pub sex: Option<String>,
+    pub birth_date: String,
+    #[serde(default)]
+    pub birthplace: Option<String>,
+    #[serde(default)]
+    pub codice_fiscale: Option<String>,
+    /// Married or social surname, when the export keeps it apart.
+    #[serde(default)]
+    pub surname_alias: Option<String>,
+    pub service: String,
+    pub status: String,
+    /// Start date of the relationship (reduced to its month before it leaves the node).
+    pub since: String,
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Whether this entity holds the case manager role (`S`/`N`, `si`/`no`, `1`/`0`, `true`/`false`).
+    #[serde(default)]
+    pub case_manager: Option<String>,
+}
+
+impl Default for ColumnMapping {
+    fn default() -> Self {
+        ColumnMapping {
+            record_id: "record_id".into(),
+            relationship_id: Some("relationship_id".into()),
+            surname: "surname".into(),
+            given_names: "given_names".into(),
+            sex: Some("sex".into()),
+            birth_date: "birth_date".into(),
+            birthplace: Some("birthplace".into()),
+            codice_fiscale: Some("codice_fiscale".into()),
+            surname_alias: None,
+            service: "service".into(),
+            status: "status".into(),
+            since: "since".into(),
+            unit: Some("unit".into()),
+            case_manager: Some("case_manager".into()),
+        }
+    }
+}
+
+fn default_coordinator() -> String {
+    "https://127.0.0.1:7700".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("node-data")
+}
+fn default_secret_file() -> PathBuf {
+    PathBuf::from("linkage.secret")
+}
+fn default_server_name() -> String {
+    "localhost".into()
+}
+fn default_interval() -> u64 {
+    2
+}
+fn default_batch() -> usize {
+    500
+}
+fn default_timeout() -> u64 {
+    5
+}
+fn default_delimiter() -> String {
+    ";".into()
+}
+fn default_date_format() -> String {
+    "%d/%m/%Y".into()
+}
+fn default_max_rows() -> usize {
+    5_000_000
+}
+fn default_unit() -> String {
+    "servizio-sociale".into()
+}
+
+/// A configuration problem, worded for the person who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl NodeConfig {
+    /// Reads and checks a configuration file; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read the node configuration {}: {e}. Pass the right file with --config, \
+                 or write one (see README, 'Node configuration').",
+                path.display()
+            ))
+        })?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError(format!(
+                "the node configuration {} is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                path.display(),
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!("cannot read the node configuration {}: {e}", path.display()))
+        })?;
+        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| {
+            ConfigError(format!("the node configuration {} is not valid: {e}", path.display()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.check().map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.secret_file);
+        fix(&mut self.tls.ca);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        if let Some(s) = self.schema_file.as_mut() {
+            fix(s);
+        }
+    }
+
+    /// Checks values that TOML's types cannot.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        ponte_proto::vocab::check_node_id(&self.node_id)
+            .map_err(|e| ConfigError(format!("node_id: {e}")))?;
+        ponte_proto::vocab::EntityType::parse(&self.entity_type)
+            .map_err(|e| ConfigError(format!("entity_type: {e}")))?;
+        if !(self.coordinator.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "coordinator = {:?}: the address must start with https:// (every connection is mutual TLS)",
+                self.coordinator
+            )));
+        }
+        if self.sync.batch_size == 0 || self.sync.batch_size > ponte_proto::limits::MAX_BATCH_ITEMS {
+            return Err(ConfigError(format!(
+                "sync.batch_size = {}: choose between 1 and {}",
+                self.sync.batch_size,
+                ponte_proto::limits::MAX_BATCH_ITEMS
+            )));
+        }
+        self.import.check()
+    }
+}
+
+impl ImportConfig {
+    /// The delimiter as a byte, checked.
+    pub fn delimiter_byte(&self) -> Result<u8, ConfigError> {
+        let d = if self.delimiter == "\\t" { "\t" } else { self.delimiter.as_str() };
+        match d.as_bytes() {
+            [b] if b.is_ascii() && !b.is_ascii_alphanumeric() && *b != b'"' => Ok(*b),
+            _ => Err(ConfigError(format!(
+                "import.delimiter = {:?}: use one punctuation character such as \";\", \",\", \"|\" or \"\\t\"",
+                self.delimiter
+            ))),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.delimiter_byte()?;
+        crate::normalise::dates::DateFormat::parse(&self.date_format)
+            .map_err(|e| ConfigError(format!("import.date_format: {e}")))?;
+        ponte_proto::vocab::check_unit_code(&self.default_unit)
+            .map_err(|e| ConfigError(format!("import.default_unit: {e}")))?;
+        for (theirs, ours) in &self.services {
+            ponte_proto::vocab::ServiceCategoryName::parse(ours).map_err(|e| {
+                ConfigError(format!("import.services.{theirs:?}: {e}"))
+            })?;
+        }
+        for (theirs, ours) in &self.statuses {
+            ponte_proto::vocab::StatusName::parse(ours)
+                .map_err(|e| ConfigError(format!("import.statuses.{theirs:?}: {e}")))?;
+        }
+        if self.max_rows == 0 {
+            return Err(ConfigError("import.max_rows must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
