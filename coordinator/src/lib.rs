@@ -1,0 +1,15 @@
+//! The Ponte coordinator: links keyed encodings published by nodes and answers who-else
+//! questions, over mutual TLS only.
+//!
+//! Pure core: [`model`] (checked values), [`linker`] (scoring, link graph, clusters), [`answer`]
+//! (what a question may see), [`audit`] (the hash chain). Edges: [`storage`] (sled) and
+//! [`service`] (tonic, identity from certificates). This crate does not depend on the node's
+//! encoder and never receives the linkage secret: it cannot encode.
+
+pub mod answer;
+pub mod audit;
+pub mod config;
+pub mod linker;
+pub mod model;
+pub mod service;
+pub mod storage;

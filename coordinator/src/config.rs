@@ -1,0 +1,76 @@
+//! The coordinator's TOML configuration. Relative paths are relative to the file's folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Folder of the coordinator's sled store.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Key epochs whose encodings are accepted.
+    #[serde(default = "default_epochs")]
+    pub key_epochs: Vec<u32>,
+    /// Linkage schema file; the built-in default when absent. The coordinator only needs the
+    /// schema's shape and fingerprint: it never holds the linkage secret.
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The federation CA: client certificates must chain to it.
+    pub ca: PathBuf,
+    /// The coordinator's certificate and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7700".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("coordinator-data")
+}
+fn default_epochs() -> Vec<u32> {
+    vec![1]
+}
+
+impl CoordinatorConfig {
+    pub fn load(path: &Path) -> Result<CoordinatorConfig, String> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            format!("cannot read the coordinator configuration {}: {e}; pass the right file with --config", path.display())
+        })?;
+        if meta.len() > 1024 * 1024 {
+            return Err(format!("the configuration {} is larger than 1 MiB", path.display()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut cfg: CoordinatorConfig =
+            toml::from_str(&text).map_err(|e| format!("the coordinator configuration {} is not valid: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.tls.ca, &mut cfg.tls.cert, &mut cfg.tls.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(s) = cfg.schema_file.as_mut() {
+            if s.is_relative() {
+                *s = base.join(&*s);
+            }
+        }
+        if cfg.key_epochs.is_empty() {
+            return Err(format!("{}: key_epochs is empty; list the epochs in use, e.g. key_epochs = [1]", path.display()));
+        }
+        cfg.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("{}: listen = {:?} is not an address like 127.0.0.1:7700 ({e})", path.display(), cfg.listen))?;
+        Ok(cfg)
+    }
+}
