@@ -1,0 +1,474 @@
+//! The demo federation: a coordinator and four nodes (ASL Lecce, Comune di Lecce, Comune di
+//! Galatina, ATS Maglie) as separate processes over mutual TLS on loopback, fed synthetic exports,
+//! asked who-else questions, and checked against the synthetic truth.
+//!
+//! Everything the demo creates — certificates, secret, exports, configurations, node and
+//! coordinator data, logs — lives in one directory, so a person can look at what each side holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use ponte_certs_dev::Holder;
+use ponte_node::secret::LinkageSecret;
+use ponte_proto::vocab;
+use serde::Deserialize;
+
+use crate::synth;
+
+/// Where the demo finds the two binaries and keeps its state.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub persons: usize,
+    pub seed: u64,
+    /// Print the walk-through (questions and answers) for a person to read.
+    pub verbose: bool,
+}
+
+/// What the demo measured.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DemoSummary {
+    pub records_per_node: BTreeMap<String, u64>,
+    pub rows_rejected: u64,
+    pub questions: u64,
+    /// Persons in care at two or more entities (truth).
+    pub persons_shared: u64,
+    /// Of those, persons for whom the answers showed at least one other entity's relationship.
+    pub persons_linked: u64,
+    pub relationships_expected: u64,
+    pub relationships_shown: u64,
+    pub relationships_correct: u64,
+    pub precision: f64,
+    pub recall: f64,
+    /// T3 relationships that appeared in an answer (must be 0).
+    pub t3_shown: u64,
+    /// Answers identical to what the truth says the policy allows.
+    pub answers_exact: u64,
+}
+
+/// The demo's four entities.
+pub const DEMO_NODES: [(&str, &str, &str); 4] = [
+    ("asl-lecce", "asl", "ASL Lecce"),
+    ("comune-lecce", "comune", "Comune di Lecce"),
+    ("comune-galatina", "comune", "Comune di Galatina"),
+    ("ats-maglie", "ats", "ATS Maglie"),
+];
+
+/// A running coordinator process, stopped (SIGTERM, then kill) when dropped.
+pub struct CoordinatorProcess {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// Asks a child to stop (SIGTERM), waits up to five seconds, then kills it.
+pub fn terminate(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        unsafe {
+            libc_kill(child.id() as i32, 15);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(unix)]
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Starts `ponte-coordinator serve` and waits until it listens.
+pub fn start_coordinator(bin_dir: &Path, config: &Path, log: &Path) -> Result<CoordinatorProcess> {
+    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut child = Command::new(bin_dir.join("ponte-coordinator"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}/ponte-coordinator", bin_dir.display()))?;
+    let stdout = child.stdout.take().context("coordinator stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("ponte-coordinator listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => Ok(CoordinatorProcess { child, addr }),
+        Err(_) => {
+            terminate(&mut child);
+            let log_text = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("the coordinator did not start; its log says:\n{log_text}")
+        }
+    }
+}
+
+/// Runs `ponte-node` with a configuration; returns stdout, or the error with stderr.
+pub fn node_cmd(bin_dir: &Path, config: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(bin_dir.join("ponte-node"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}/ponte-node", bin_dir.display()))?;
+    if !out.status.success() {
+        bail!(
+            "ponte-node {} failed ({}):\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Writes a node configuration for the demo.
+pub fn write_node_config(
+    dir: &Path,
+    node_id: &str,
+    entity_type: &str,
+    entity_name: &str,
+    coordinator: &str,
+    certs: &Path,
+    secret: &Path,
+    import: &ponte_node::config::ImportConfig,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let cfg = ponte_node::config::NodeConfig {
+        node_id: node_id.into(),
+        entity_name: entity_name.into(),
+        entity_type: entity_type.into(),
+        coordinator: format!("https://{coordinator}"),
+        data_dir: dir.join("data"),
+        secret_file: secret.to_path_buf(),
+        schema_file: None,
+        tls: ponte_node::config::TlsConfig {
+            ca: certs.join("ca.pem"),
+            cert: certs.join(format!("{node_id}.pem")),
+            key: certs.join(format!("{node_id}.key")),
+            server_name: "localhost".into(),
+        },
+        sync: Default::default(),
+        import: import.clone(),
+    };
+    let path = dir.join("node.toml");
+    std::fs::write(&path, toml::to_string_pretty(&cfg)?)?;
+    Ok(path)
+}
+
+/// Writes a coordinator configuration.
+pub fn write_coordinator_config(dir: &Path, certs: &Path, listen: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let text = format!(
+        "listen = \"{listen}\"\ndata_dir = \"{}\"\nkey_epochs = [1]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.join("data").display(),
+        certs.join("ca.pem").display(),
+        certs.join("coordinator.pem").display(),
+        certs.join("coordinator.key").display()
+    );
+    let path = dir.join("coordinator.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+#[derive(Debug, Deserialize)]
+struct TruthRow {
+    node_id: String,
+    record_id: String,
+    relationship_id: String,
+    person_id: u64,
+    service: String,
+    status: String,
+    since_month: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerLine {
+    #[allow(dead_code)]
+    record_id: String,
+    relationship_id: String,
+    #[serde(default)]
+    answer: Vec<AnswerRow>,
+    #[serde(default)]
+    refused: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerRow {
+    entity_id: String,
+    service: String,
+    status: String,
+    since: String,
+}
+
+type RelKey = (String, String, String, String);
+
+fn is_t3(service: &str) -> bool {
+    vocab::ServiceCategoryName::parse(service)
+        .map(|c| vocab::default_tier(c) == ponte_proto::v1::SensitivityTier::T3)
+        .unwrap_or(false)
+}
+
+fn spinner(msg: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// Runs the whole demo. Returns the summary; the processes are stopped on return.
+pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
+    let say = |s: &str| {
+        if opts.verbose {
+            println!("{s}");
+        }
+    };
+    let dir = &opts.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for bin in ["ponte-node", "ponte-coordinator"] {
+        if !opts.bin_dir.join(bin).exists() {
+            bail!("{} not found in {}: build the workspace first (cargo build --release)", bin, opts.bin_dir.display());
+        }
+    }
+
+    // 1. Development PKI.
+    let certs = dir.join("certs");
+    let mut holders = vec![Holder::coordinator("coordinator")];
+    for (id, et, name) in DEMO_NODES {
+        holders.push(Holder::node(id, vocab::EntityType::parse(et).map_err(anyhow::Error::msg)?, name));
+    }
+    holders.push(Holder::privacy_officer("dpo-federazione", "DPO federazione"));
+    holders.push(Holder::researcher("ricerca", "Ricerca"));
+    ponte_certs_dev::generate_federation(&certs, &holders, 30)?;
+    say(&format!("① development CA and {} certificates in {}", holders.len(), certs.display()));
+
+    // 2. Synthetic exports and truth.
+    let pb = spinner("generating synthetic exports", !opts.verbose);
+    let mut scenario = synth::scenario::demo_scenario(opts.persons);
+    scenario.seed = opts.seed;
+    let generated = synth::generate(&scenario);
+    let exports = dir.join("exports");
+    generated.write_to(&exports)?;
+    pb.finish_and_clear();
+    say(&format!(
+        "② synthetic population of {} persons; exports of {} entities in {}",
+        generated.persons.len(),
+        generated.exports.len(),
+        exports.display()
+    ));
+
+    // 3. The federation's linkage secret (nodes only).
+    let secret = dir.join("secret").join("linkage.secret");
+    LinkageSecret::generate(1).save(&secret)?;
+
+    // 4. Coordinator.
+    let coord_dir = dir.join("coordinator");
+    let coord_cfg = write_coordinator_config(&coord_dir, &certs, "127.0.0.1:0")?;
+    let coordinator = start_coordinator(&opts.bin_dir, &coord_cfg, &coord_dir.join("coordinator.log"))?;
+    say(&format!("③ coordinator listening on {} (mutual TLS)", coordinator.addr));
+
+    // 5. Nodes: import and publish, each as its own process.
+    let mut summary = DemoSummary::default();
+    let mut configs = Vec::new();
+    for export in &generated.exports {
+        let (_, et, name) = DEMO_NODES
+            .iter()
+            .find(|(id, _, _)| *id == export.node_id)
+            .copied()
+            .unwrap_or((&export.node_id, &export.entity_type, &export.entity_name));
+        let cfg = write_node_config(
+            &dir.join("nodes").join(&export.node_id),
+            &export.node_id,
+            et,
+            name,
+            &coordinator.addr,
+            &certs,
+            &secret,
+            &export.import,
+        )?;
+        let pb = spinner(&format!("{}: importing and publishing", export.node_id), !opts.verbose);
+        let file = exports.join(&export.file_name);
+        let report: serde_json::Value =
+            serde_json::from_str(&node_cmd(&opts.bin_dir, &cfg, &["--json", "import", &file.to_string_lossy()])?)?;
+        let imported = report["rows_imported"].as_u64().unwrap_or(0);
+        summary.rows_rejected += report["rows_rejected"].as_u64().unwrap_or(0);
+        summary.records_per_node.insert(export.node_id.clone(), imported);
+        let published = node_cmd(&opts.bin_dir, &cfg, &["publish"])?;
+        pb.finish_and_clear();
+        say(&format!(
+            "④ {:<16} {} rows imported ({} rejected, {} doubtful); {}",
+            export.node_id,
+            imported,
+            report["rows_rejected"],
+            report["rows_doubtful"],
+            published.trim()
+        ));
+        configs.push((export.node_id.clone(), cfg));
+    }
+
+    // 6. Questions.
+    let truth: Vec<TruthRow> = csv::Reader::from_path(exports.join("truth.csv"))?
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .context("reading truth.csv")?;
+    let by_rel: HashMap<(String, String), &TruthRow> =
+        truth.iter().map(|t| ((t.node_id.clone(), t.relationship_id.clone()), t)).collect();
+    let mut by_person: HashMap<u64, Vec<&TruthRow>> = HashMap::new();
+    for t in &truth {
+        by_person.entry(t.person_id).or_default().push(t);
+    }
+
+    if opts.verbose {
+        println!("\n⑤ Some who-else questions, as case workers would ask them:\n");
+        let mut shown_nodes = 0;
+        for (node_id, cfg) in &configs {
+            // A person of this node who is also in care elsewhere, with an open relationship.
+            let candidate = truth.iter().find(|t| {
+                &t.node_id == node_id
+                    && matches!(t.status.as_str(), "attiva" | "segnalata" | "in_valutazione")
+                    && by_person[&t.person_id].iter().any(|o| &o.node_id != node_id && !is_t3(&o.service))
+            });
+            if let Some(t) = candidate {
+                let role = if node_id.starts_with("asl") { "operatore_cot" } else { "assistente_sociale" };
+                let purpose = if node_id.starts_with("asl") { "dimissione_protetta" } else { "continuita_assistenziale" };
+                println!("  [{node_id}] {role} asks, purpose {purpose}:");
+                match node_cmd(
+                    &opts.bin_dir,
+                    cfg,
+                    &["who-else", &t.record_id, "--relationship", &t.relationship_id, "--purpose", purpose, "--role", role, "--operator", "op-demo-1"],
+                ) {
+                    Ok(out) => println!("{}", indent(&out)),
+                    Err(e) => println!("    {e}"),
+                }
+                shown_nodes += 1;
+            }
+            if shown_nodes == 3 {
+                break;
+            }
+        }
+        if let Some((node_id, cfg)) = configs.first() {
+            if let Some(t) = truth.iter().find(|t| &t.node_id == node_id && t.status == "attiva") {
+                println!("  [{node_id}] an operatore_pua asks for an emergency (break-glass is off by default):");
+                match node_cmd(&opts.bin_dir, cfg, &["who-else", &t.record_id, "--relationship", &t.relationship_id, "--purpose", "emergenza", "--role", "operatore_pua"]) {
+                    Ok(out) => println!("{}", indent(&out)),
+                    Err(e) => println!("{}", indent(&e.to_string())),
+                }
+            }
+        }
+    }
+
+    // 7. Every node asks about every person it has in care; answers are compared with the truth.
+    let pb = spinner("asking who-else for every open relationship and comparing with the truth", !opts.verbose);
+    let mut persons_linked = std::collections::HashSet::new();
+    for (node_id, cfg) in &configs {
+        let out = node_cmd(&opts.bin_dir, cfg, &["--json", "who-else", "--all", "--operator", "op-demo-eval"])?;
+        for line in out.lines().filter(|l| !l.trim().is_empty()) {
+            let a: AnswerLine = serde_json::from_str(line).with_context(|| format!("reading answer line {line}"))?;
+            summary.questions += 1;
+            if let Some(reason) = &a.refused {
+                bail!("a question from {node_id} was refused: {reason}");
+            }
+            let Some(anchor) = by_rel.get(&(node_id.clone(), a.relationship_id.clone())) else {
+                bail!("the answer names relationship {} that the truth does not know", a.relationship_id);
+            };
+            let mut expected: BTreeMap<RelKey, i64> = BTreeMap::new();
+            for t in &by_person[&anchor.person_id] {
+                if (t.node_id == anchor.node_id && t.relationship_id == anchor.relationship_id) || is_t3(&t.service) {
+                    continue;
+                }
+                *expected.entry((t.node_id.clone(), t.service.clone(), t.status.clone(), t.since_month.clone())).or_insert(0) += 1;
+            }
+            let mut shown: BTreeMap<RelKey, i64> = BTreeMap::new();
+            for r in &a.answer {
+                if is_t3(&r.service) {
+                    summary.t3_shown += 1;
+                }
+                *shown.entry((r.entity_id.clone(), r.service.clone(), r.status.clone(), r.since.clone())).or_insert(0) += 1;
+                if &r.entity_id != node_id {
+                    persons_linked.insert(anchor.person_id);
+                }
+            }
+            let correct: i64 = expected.iter().map(|(k, n)| (*n).min(*shown.get(k).unwrap_or(&0))).sum();
+            summary.relationships_expected += expected.values().sum::<i64>() as u64;
+            summary.relationships_shown += shown.values().sum::<i64>() as u64;
+            summary.relationships_correct += correct as u64;
+            if expected == shown {
+                summary.answers_exact += 1;
+            }
+        }
+    }
+    pb.finish_and_clear();
+    summary.persons_shared = by_person
+        .values()
+        .filter(|rows| {
+            let mut nodes: Vec<&str> = rows.iter().filter(|r| !is_t3(&r.service)).map(|r| r.node_id.as_str()).collect();
+            nodes.sort();
+            nodes.dedup();
+            nodes.len() >= 2
+        })
+        .count() as u64;
+    summary.persons_linked = persons_linked.len() as u64;
+    summary.precision = ratio(summary.relationships_correct, summary.relationships_shown);
+    summary.recall = ratio(summary.relationships_correct, summary.relationships_expected);
+    drop(coordinator);
+    Ok(summary)
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Prints the summary for a person to read.
+pub fn print_summary(s: &DemoSummary, dir: &Path) {
+    println!("\n⑥ Summary");
+    for (node, n) in &s.records_per_node {
+        println!("   {node:<16} {n:>5} relationships published");
+    }
+    println!("   rows rejected at import (see `ponte-node report`): {}", s.rows_rejected);
+    println!("   questions asked: {} (every one in the coordinator's audit chain)", s.questions);
+    println!(
+        "   persons in care at 2+ entities (truth): {}; linked across entities by Ponte: {}",
+        s.persons_shared, s.persons_linked
+    );
+    println!(
+        "   relationships shown vs truth: {} shown, {} expected, {} correct → precision {:.3}, recall {:.3}",
+        s.relationships_shown, s.relationships_expected, s.relationships_correct, s.precision, s.recall
+    );
+    println!("   answers identical to the truth: {} of {}", s.answers_exact, s.questions);
+    println!("   protected (T3) relationships shown: {}", s.t3_shown);
+    println!("   all state (certificates, exports, node and coordinator data, logs): {}", dir.display());
+}
