@@ -27,6 +27,8 @@ pub fn explain(e: &(dyn std::error::Error + 'static)) -> String {
         "the coordinator's certificate is not issued by the CA in tls.ca (wrong federation CA?)"
     } else if chain.contains("CertificateRequired") || chain.contains("UnknownCA") || chain.contains("BadCertificate") || chain.contains("DecryptError") {
         "the coordinator refused this node's certificate: it is not issued by the federation's CA"
+    } else if chain.contains("broken pipe") || chain.contains("connection reset") || chain.contains("Connection reset") {
+        "the coordinator closed the connection during the TLS handshake: most likely it refused this node's certificate because it is not issued by the federation's CA"
     } else if chain.contains("NotValidForName") {
         "the coordinator's certificate does not name the host in tls.server_name"
     } else if chain.contains("timed out") || chain.contains("deadline") {

@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(digest, GOLDEN_MARIO, "the encoding of the golden record changed");
     }
 
-    const GOLDEN_MARIO: &str = "to-be-filled";
+    const GOLDEN_MARIO: &str = "b26b20216aef926a9af79aed2490e0b8a19dbc660af2bcbaa2be191c82fa4404";
 
     #[test]
     fn about_half_the_bits_are_set_for_a_typical_record() {

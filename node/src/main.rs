@@ -72,6 +72,8 @@ enum Cmd {
     Serve,
     /// Shows the last import report.
     Report,
+    /// Counts records, relationships and changes still queued for the coordinator.
+    Status,
     /// Linkage-secret commands.
     Secret {
         #[command(subcommand)]
@@ -168,6 +170,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("  {n:>6}  {kind}");
                 }
                 println!("  full report: ponte-node report");
+            }
+        }
+        Cmd::Status => {
+            let node = load(&cli)?;
+            let rels = node.store.relationships().count();
+            let s = serde_json::json!({"node_id": node.config.node_id, "records": node.store.record_count(), "relationships": rels, "queued": node.store.outbox_len()});
+            if cli.json {
+                println!("{s}");
+            } else {
+                println!("{} records, {} relationships, {} change(s) queued for the coordinator", s["records"], s["relationships"], s["queued"]);
             }
         }
         Cmd::Report => {

@@ -1,0 +1,154 @@
+//! Harness for Ponte's end-to-end tests: real binaries, real mutual TLS on loopback, real sled
+//! directories. A [`Federation`] owns a temporary directory with a development PKI, a linkage
+//! secret and a coordinator configuration on a fixed free port (so that it can be restarted).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use ponte_certs_dev::Holder;
+use ponte_node::config::ImportConfig;
+use ponte_node::secret::LinkageSecret;
+use ponte_sim::demo::{self, CoordinatorProcess};
+
+/// The folder holding ponte-node and ponte-coordinator, built once per test run.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        ponte_sim::locate_binaries().expect("ponte-node and ponte-coordinator can be built")
+    })
+}
+
+pub struct Federation {
+    pub dir: tempfile::TempDir,
+    pub certs: PathBuf,
+    pub secret: PathBuf,
+    pub coordinator_config: PathBuf,
+    pub coordinator_dir: PathBuf,
+    pub addr: String,
+    pub coordinator: Option<CoordinatorProcess>,
+}
+
+/// Node ids used by the tests.
+pub const NODES: [(&str, &str, &str); 2] = [("asl-lecce", "asl", "ASL Lecce"), ("comune-lecce", "comune", "Comune di Lecce")];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Federation {
+    pub fn new() -> Federation {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        let mut holders = vec![Holder::coordinator("coordinator")];
+        for (id, et, name) in NODES {
+            holders.push(Holder::node(id, ponte_proto::vocab::EntityType::parse(et).unwrap(), name));
+        }
+        holders.push(Holder::researcher("ricerca", "Ricerca"));
+        ponte_certs_dev::generate_federation(&certs, &holders, 5).unwrap();
+        let secret = dir.path().join("linkage.secret");
+        LinkageSecret::generate(1).save(&secret).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let coordinator_dir = dir.path().join("coordinator");
+        let coordinator_config = demo::write_coordinator_config(&coordinator_dir, &certs, &addr).unwrap();
+        Federation { dir, certs, secret, coordinator_config, coordinator_dir, addr, coordinator: None }
+    }
+
+    pub fn start_coordinator(&mut self) {
+        let log = self.coordinator_dir.join(format!("coordinator-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        self.coordinator = Some(demo::start_coordinator(bin_dir(), &self.coordinator_config, &log).unwrap());
+    }
+
+    pub fn stop_coordinator(&mut self) {
+        self.coordinator = None;
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill_coordinator(&mut self) {
+        if let Some(mut c) = self.coordinator.take() {
+            c.child.kill().unwrap();
+            c.child.wait().unwrap();
+            std::mem::forget(c);
+        }
+    }
+
+    /// All coordinator log text so far.
+    pub fn coordinator_logs(&self) -> String {
+        let mut s = String::new();
+        for e in std::fs::read_dir(&self.coordinator_dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                s.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        s
+    }
+
+    pub fn node_config(&self, id: &str, import: &ImportConfig) -> PathBuf {
+        let (_, et, name) = NODES.iter().find(|n| n.0 == id).copied().unwrap_or((id, "comune", id));
+        demo::write_node_config(&self.dir.path().join("nodes").join(id), id, et, name, &self.addr, &self.certs, &self.secret, import).unwrap()
+    }
+
+    pub fn coordinator_cmd(&self, args: &[&str]) -> Output {
+        Command::new(bin_dir().join("ponte-coordinator")).args(args).output().unwrap()
+    }
+
+    pub fn coordinator_data(&self) -> PathBuf {
+        self.coordinator_dir.join("data")
+    }
+
+    /// Items stored per node (the coordinator must be stopped).
+    pub fn stored_items(&self) -> std::collections::BTreeMap<String, usize> {
+        let out = self.coordinator_cmd(&["stats", "--data-dir", &self.coordinator_data().to_string_lossy()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(k, _)| *k != "links")
+            .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+            .collect()
+    }
+
+    /// A gRPC channel to the coordinator presenting `holder`'s certificate (None: no certificate),
+    /// trusting `ca_pem`.
+    pub async fn channel(&self, holder: Option<(&str, &str)>, ca_pem: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let mut tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(ca_pem).unwrap()))
+            .domain_name("localhost");
+        if let Some((cert, key)) = holder {
+            tls = tls.identity(tonic::transport::Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap()));
+        }
+        tonic::transport::Endpoint::from_shared(format!("https://{}", self.addr))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+    }
+
+    pub fn cert(&self, id: &str) -> (String, String) {
+        (self.certs.join(format!("{id}.pem")).to_string_lossy().into(), self.certs.join(format!("{id}.key")).to_string_lossy().into())
+    }
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Federation::new()
+    }
+}
+
+/// Runs ponte-node; returns the whole output.
+pub fn node(config: &Path, args: &[&str]) -> Output {
+    Command::new(bin_dir().join("ponte-node")).arg("--config").arg(config).args(args).output().unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A small export in the default column mapping.
+pub fn default_import() -> ImportConfig {
+    ImportConfig { date_format: "%Y-%m-%d".into(), delimiter: ";".into(), ..Default::default() }
+}
+
+pub const HEADER: &str = "record_id;relationship_id;surname;given_names;sex;birth_date;birthplace;codice_fiscale;service;status;since;unit;case_manager";

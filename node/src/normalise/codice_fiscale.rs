@@ -57,7 +57,10 @@ pub enum CfError {
     /// The shape is wrong; the message names the position (1-based) and what was expected.
     Pattern(String),
     /// The shape is right but the last character does not match the first fifteen.
-    CheckChar { expected: char, found: char },
+    CheckChar {
+        expected: char,
+        found: char,
+    },
 }
 
 impl fmt::Display for CfError {
@@ -104,7 +107,11 @@ pub fn check_char(first15: &str) -> Option<char> {
             _ => return None,
         };
         // 0-based even index = 1-based odd position.
-        sum += if i % 2 == 0 { ODD_WEIGHTS[value as usize] } else { value };
+        sum += if i % 2 == 0 {
+            ODD_WEIGHTS[value as usize]
+        } else {
+            value
+        };
     }
     Some(char::from(b'A' + (sum % 26) as u8))
 }
@@ -129,10 +136,12 @@ pub fn validate(cf: &str) -> Result<ValidCf, CfError> {
             .unwrap_or((0, '?'));
         return Err(pattern(pos, "a letter or a digit", c));
     }
-    for pos in 0..6 {
-        if !b[pos].is_ascii_uppercase() {
-            return Err(pattern(pos, "a letter (surname and name code)", b[pos] as char));
-        }
+    if let Some(pos) = b[..6].iter().position(|c| !c.is_ascii_uppercase()) {
+        return Err(pattern(
+            pos,
+            "a letter (surname and name code)",
+            b[pos] as char,
+        ));
     }
     // Numeric positions: digits, or omocodia letters forming a suffix (substituted from the right).
     let mut level = 0u8;
@@ -152,12 +161,22 @@ pub fn validate(cf: &str) -> Result<ValidCf, CfError> {
             }
             level += 1;
         } else {
-            return Err(pattern(pos, "a digit or an omocodia letter (L–V)", c as char));
+            return Err(pattern(
+                pos,
+                "a digit or an omocodia letter (L–V)",
+                c as char,
+            ));
         }
     }
     let month = match MONTHS.iter().position(|&m| m == b[8]) {
         Some(i) => i as u8 + 1,
-        None => return Err(pattern(8, "a month letter (A B C D E H L M P R S T)", b[8] as char)),
+        None => {
+            return Err(pattern(
+                8,
+                "a month letter (A B C D E H L M P R S T)",
+                b[8] as char,
+            ));
+        }
     };
     if !b[11].is_ascii_uppercase() {
         return Err(pattern(11, "a letter (birthplace code)", b[11] as char));
@@ -177,7 +196,11 @@ pub fn validate(cf: &str) -> Result<ValidCf, CfError> {
         }
     };
     // The century is unknown: allow 29 February.
-    let max_day = if month == 2 { 29 } else { super::dates::days_in_month(2000, month) };
+    let max_day = if month == 2 {
+        29
+    } else {
+        super::dates::days_in_month(2000, month)
+    };
     if day > max_day {
         return Err(CfError::Pattern(format!(
             "positions 10–11: day {day} does not exist in month {month}"
@@ -189,7 +212,11 @@ pub fn validate(cf: &str) -> Result<ValidCf, CfError> {
         return Err(CfError::CheckChar { expected, found });
     }
     let place_code: String = std::iter::once(b[11] as char)
-        .chain(b[12..15].iter().map(|&c| char::from(b'0' + decode_digit(c))))
+        .chain(
+            b[12..15]
+                .iter()
+                .map(|&c| char::from(b'0' + decode_digit(c))),
+        )
         .collect();
     Ok(ValidCf {
         code,
@@ -273,12 +300,17 @@ pub fn classify_cf_field(s: &str) -> CfFieldContent {
     }
     let code = canonical(s);
     for (prefix, kind) in [("STP", OtherIdKind::Stp), ("ENI", OtherIdKind::Eni)] {
-        if let Some(rest) = code.strip_prefix(prefix) {
-            if rest.len() == 13 && rest.bytes().all(|c| c.is_ascii_digit()) {
+        // Only all-digit tails: a CF may start with STP too (surname Stoppa).
+        if let Some(rest) = code.strip_prefix(prefix)
+            && !rest.is_empty()
+            && rest.bytes().all(|c| c.is_ascii_digit())
+        {
+            if rest.len() == 13 {
                 return CfFieldContent::Other(kind, code);
             }
             return CfFieldContent::Invalid(CfError::Pattern(format!(
-                "{prefix} code: expected {prefix} followed by 13 digits"
+                "{prefix} code: expected {prefix} followed by 13 digits, found {}",
+                rest.len()
             )));
         }
     }
@@ -292,6 +324,10 @@ pub fn classify_cf_field(s: &str) -> CfFieldContent {
         };
     }
     if code.len() == 9 && code.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        // The first nine characters of a codice fiscale are a truncated CF, not an ID ANPR.
+        if looks_like_cf_prefix(code.as_bytes()) {
+            return CfFieldContent::Invalid(CfError::Length(9));
+        }
         return CfFieldContent::Other(OtherIdKind::IdAnpr, code);
     }
     match validate(&code) {
@@ -318,6 +354,15 @@ fn numeric_check_digit(first10: &[u8]) -> char {
     char::from(b'0' + ((10 - sum % 10) % 10) as u8)
 }
 
+/// Six letters, two digits (or omocodia letters) and a month letter: the start of a CF.
+fn looks_like_cf_prefix(b: &[u8]) -> bool {
+    let numeric = |c: &u8| c.is_ascii_digit() || OMOCODE_LETTERS.contains(c);
+    b.len() == 9
+        && b[..6].iter().all(u8::is_ascii_uppercase)
+        && b[6..8].iter().all(numeric)
+        && MONTHS.contains(&b[8])
+}
+
 /// Uppercase, blanks removed.
 fn canonical(s: &str) -> String {
     s.chars()
@@ -327,7 +372,10 @@ fn canonical(s: &str) -> String {
 }
 
 fn pattern(pos: usize, expected: &str, found: char) -> CfError {
-    CfError::Pattern(format!("position {}: expected {expected}, found '{found}'", pos + 1))
+    CfError::Pattern(format!(
+        "position {}: expected {expected}, found '{found}'",
+        pos + 1
+    ))
 }
 
 /// A digit, or the digit an omocodia letter stands for (callers have checked the byte).
@@ -341,7 +389,10 @@ fn decode_digit(c: u8) -> u8 {
 
 /// The letters `A..=Z` of a name after the text pipeline.
 fn letters(name: &str) -> Vec<u8> {
-    text::normalise_text(name).bytes().filter(u8::is_ascii_uppercase).collect()
+    text::normalise_text(name)
+        .bytes()
+        .filter(u8::is_ascii_uppercase)
+        .collect()
 }
 
 fn is_vowel(c: &u8) -> bool {
@@ -352,14 +403,22 @@ fn is_vowel(c: &u8) -> bool {
 fn surname_code(l: &[u8]) -> String {
     let consonants = l.iter().filter(|c| !is_vowel(c));
     let vowels = l.iter().filter(|c| is_vowel(c));
-    consonants.chain(vowels).chain(b"XXX").take(3).map(|&c| c as char).collect()
+    consonants
+        .chain(vowels)
+        .chain(b"XXX")
+        .take(3)
+        .map(|&c| c as char)
+        .collect()
 }
 
 /// As the surname, except that with four or more consonants the 1st, 3rd and 4th are used.
 fn given_name_code(l: &[u8]) -> String {
     let consonants: Vec<u8> = l.iter().copied().filter(|c| !is_vowel(c)).collect();
     if consonants.len() >= 4 {
-        return [consonants[0], consonants[2], consonants[3]].iter().map(|&c| c as char).collect();
+        return [consonants[0], consonants[2], consonants[3]]
+            .iter()
+            .map(|&c| c as char)
+            .collect();
     }
     surname_code(l)
 }
@@ -380,13 +439,25 @@ mod tests {
     fn worked_examples_validate_and_decode() {
         let v = validate(ROSSI).unwrap();
         assert_eq!(
-            (v.sex, v.birth_year2, v.birth_month, v.birth_day, v.place_code.as_str()),
+            (
+                v.sex,
+                v.birth_year2,
+                v.birth_month,
+                v.birth_day,
+                v.place_code.as_str()
+            ),
             (Sex::M, 79, 2, 11, "C566")
         );
         assert_eq!(v.omocodia_level, 0);
         let v = validate(DE_MICHELE).unwrap();
         assert_eq!(
-            (v.sex, v.birth_year2, v.birth_month, v.birth_day, v.place_code.as_str()),
+            (
+                v.sex,
+                v.birth_year2,
+                v.birth_month,
+                v.birth_day,
+                v.place_code.as_str()
+            ),
             (Sex::F, 38, 12, 30, "E506")
         );
     }
@@ -398,10 +469,19 @@ mod tests {
 
     #[test]
     fn compute_reproduces_the_worked_examples() {
-        assert_eq!(compute("Rossi", "Mario", Sex::M, date(1979, 2, 11), "C566"), ROSSI);
+        assert_eq!(
+            compute("Rossi", "Mario", Sex::M, date(1979, 2, 11), "C566"),
+            ROSSI
+        );
         // Four or more consonants in the given names: 1st, 3rd and 4th (M, R, G, R, Z → MGR).
         assert_eq!(
-            compute("De Michele", "Maria Grazia", Sex::F, date(1938, 12, 30), "E506"),
+            compute(
+                "De Michele",
+                "Maria Grazia",
+                Sex::F,
+                date(1938, 12, 30),
+                "E506"
+            ),
             DE_MICHELE
         );
     }
@@ -412,23 +492,44 @@ mod tests {
         assert!(compute("Öz", "Ali", Sex::M, date(1980, 1, 1), "Z243").starts_with("ZOELAI"));
         // Short names pad with X; apostrophes and particles count as letters of the surname.
         assert!(compute("Fo", "Al", Sex::M, date(1980, 1, 1), "F205").starts_with("FOXLAX"));
-        assert!(compute("D'Amico", "Nicolò", Sex::M, date(1980, 1, 1), "F205").starts_with("DMCNCL"));
+        assert!(
+            compute("D'Amico", "Nicolò", Sex::M, date(1980, 1, 1), "F205").starts_with("DMCNCL")
+        );
     }
 
     #[test]
     fn errors_say_what_is_wrong() {
         assert_eq!(validate("  "), Err(CfError::Empty));
         assert_eq!(validate("RSSMRA79B11C566"), Err(CfError::Length(15)));
-        assert!(matches!(validate("RSSMRA79Z11C566R"), Err(CfError::Pattern(m)) if m.contains("month")));
-        assert!(matches!(validate("RSSMRA79B35C566R"), Err(CfError::Pattern(_))));
-        assert!(matches!(validate("RSSMRA79B31C566R"), Err(CfError::Pattern(m)) if m.contains("does not exist")));
-        assert!(matches!(validate("RSSMRA79B11C5L6R"), Err(CfError::Pattern(m)) if m.contains("from the right")));
-        assert!(matches!(validate("RSSMRA79B11C566Ä"), Err(CfError::Pattern(_))));
+        assert!(
+            matches!(validate("RSSMRA79Z11C566R"), Err(CfError::Pattern(m)) if m.contains("month"))
+        );
+        assert!(matches!(
+            validate("RSSMRA79B35C566R"),
+            Err(CfError::Pattern(_))
+        ));
+        assert!(
+            matches!(validate("RSSMRA79B31C566R"), Err(CfError::Pattern(m)) if m.contains("does not exist"))
+        );
+        assert!(
+            matches!(validate("RSSMRA79B11C5L6R"), Err(CfError::Pattern(m)) if m.contains("from the right"))
+        );
+        assert!(matches!(
+            validate("RSSMRA79B11C566Ä"),
+            Err(CfError::Pattern(_))
+        ));
         assert_eq!(
             validate("RSSMRA79B11C566A"),
-            Err(CfError::CheckChar { expected: 'R', found: 'A' })
+            Err(CfError::CheckChar {
+                expected: 'R',
+                found: 'A'
+            })
         );
-        let msg = CfError::CheckChar { expected: 'R', found: 'A' }.to_string();
+        let msg = CfError::CheckChar {
+            expected: 'R',
+            found: 'A',
+        }
+        .to_string();
         assert!(msg.contains("expected 'R'") && msg.contains("found 'A'"));
         assert!(CfError::Length(3).to_string().contains("16 characters"));
     }
@@ -445,7 +546,10 @@ mod tests {
             assert!(!seen.contains(&o));
             seen.push(o);
         }
-        assert_eq!(omocode(ROSSI, 1).unwrap(), format!("RSSMRA79B11C56S{}", check_char("RSSMRA79B11C56S").unwrap()));
+        assert_eq!(
+            omocode(ROSSI, 1).unwrap(),
+            format!("RSSMRA79B11C56S{}", check_char("RSSMRA79B11C56S").unwrap())
+        );
         assert_eq!(omocode(ROSSI, 0), None);
         assert_eq!(omocode(ROSSI, 8), None);
         let level2 = omocode(ROSSI, 2).unwrap();
@@ -464,7 +568,9 @@ mod tests {
     #[test]
     fn classify_recognises_other_identifiers() {
         assert!(matches!(classify_cf_field(" "), CfFieldContent::Empty));
-        assert!(matches!(classify_cf_field("rssmra79b11c566r"), CfFieldContent::Cf(v) if v.code == ROSSI));
+        assert!(
+            matches!(classify_cf_field("rssmra79b11c566r"), CfFieldContent::Cf(v) if v.code == ROSSI)
+        );
         assert_eq!(
             classify_cf_field("STP 160 101 0000123"),
             CfFieldContent::Other(OtherIdKind::Stp, "STP1601010000123".into())
@@ -473,7 +579,18 @@ mod tests {
             classify_cf_field("ENI1601010000123"),
             CfFieldContent::Other(OtherIdKind::Eni, "ENI1601010000123".into())
         );
-        assert!(matches!(classify_cf_field("STP12345"), CfFieldContent::Invalid(CfError::Pattern(_))));
+        assert!(matches!(
+            classify_cf_field("STP12345"),
+            CfFieldContent::Invalid(CfError::Pattern(_))
+        ));
+        // Surname Stoppa: a real CF that starts with STP.
+        let stoppa = compute("Stoppa", "Mario", Sex::M, date(1950, 1, 2), "D862");
+        assert!(stoppa.starts_with("STP"));
+        assert!(matches!(classify_cf_field(&stoppa), CfFieldContent::Cf(_)));
+        assert_eq!(
+            classify_cf_field("RSSMRA79B"),
+            CfFieldContent::Invalid(CfError::Length(9))
+        );
         // 11-digit numeric code with the partita-IVA check digit (1234567890 → 3).
         assert_eq!(
             classify_cf_field("12345678903"),
@@ -481,18 +598,32 @@ mod tests {
         );
         assert_eq!(
             classify_cf_field("12345678901"),
-            CfFieldContent::Invalid(CfError::CheckChar { expected: '3', found: '1' })
+            CfFieldContent::Invalid(CfError::CheckChar {
+                expected: '3',
+                found: '1'
+            })
         );
         assert_eq!(
             classify_cf_field("ca12345bd"),
             CfFieldContent::Other(OtherIdKind::IdAnpr, "CA12345BD".into())
         );
-        assert_eq!(classify_cf_field("RSSMRA"), CfFieldContent::Invalid(CfError::Length(6)));
-        assert!(matches!(classify_cf_field(&"A".repeat(10_000)), CfFieldContent::Invalid(CfError::Length(10_000))));
+        assert_eq!(
+            classify_cf_field("RSSMRA"),
+            CfFieldContent::Invalid(CfError::Length(6))
+        );
+        assert!(matches!(
+            classify_cf_field(&"A".repeat(10_000)),
+            CfFieldContent::Invalid(CfError::Length(10_000))
+        ));
     }
 
     fn alnum() -> impl Strategy<Value = char> {
-        prop::sample::select(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".iter().map(|&c| c as char).collect::<Vec<_>>())
+        prop::sample::select(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                .iter()
+                .map(|&c| c as char)
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn valid_cf() -> impl Strategy<Value = String> {
@@ -508,8 +639,22 @@ mod tests {
         )
             .prop_map(|(s, n, female, y, m, d, place, level)| {
                 let sex = if female { Sex::F } else { Sex::M };
-                let base = compute(&s, &n, sex, BirthDate { year: y, month: m, day: d }, place);
-                if level == 0 { base } else { omocode(&base, level).unwrap_or(base) }
+                let base = compute(
+                    &s,
+                    &n,
+                    sex,
+                    BirthDate {
+                        year: y,
+                        month: m,
+                        day: d,
+                    },
+                    place,
+                );
+                if level == 0 {
+                    base
+                } else {
+                    omocode(&base, level).unwrap_or(base)
+                }
             })
     }
 

@@ -20,8 +20,9 @@ pub const DEFAULT_REFERENCE_YEAR: u16 = 2026;
 const MAX_DATE_CHARS: usize = 40;
 
 /// The formats an entity may declare, in `strftime` notation.
-pub const ACCEPTED_FORMATS: [&str; 6] =
-    ["%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%d/%m/%y"];
+pub const ACCEPTED_FORMATS: [&str; 6] = [
+    "%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%d/%m/%y",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
@@ -57,12 +58,24 @@ impl DateFormat {
     pub fn parse(fmt: &str) -> Result<DateFormat, String> {
         let trimmed = fmt.trim();
         let layout = match trimmed {
-            "%d/%m/%Y" => Layout::Dmy { sep: b'/', two_digit_year: false },
+            "%d/%m/%Y" => Layout::Dmy {
+                sep: b'/',
+                two_digit_year: false,
+            },
             "%Y-%m-%d" => Layout::Ymd { sep: b'-' },
-            "%d-%m-%Y" => Layout::Dmy { sep: b'-', two_digit_year: false },
-            "%d.%m.%Y" => Layout::Dmy { sep: b'.', two_digit_year: false },
+            "%d-%m-%Y" => Layout::Dmy {
+                sep: b'-',
+                two_digit_year: false,
+            },
+            "%d.%m.%Y" => Layout::Dmy {
+                sep: b'.',
+                two_digit_year: false,
+            },
             "%Y%m%d" => Layout::YmdCompact,
-            "%d/%m/%y" => Layout::Dmy { sep: b'/', two_digit_year: true },
+            "%d/%m/%y" => Layout::Dmy {
+                sep: b'/',
+                two_digit_year: true,
+            },
             _ => {
                 let shown: String = fmt.chars().take(MAX_DATE_CHARS).collect();
                 return Err(format!(
@@ -71,8 +84,16 @@ impl DateFormat {
                 ));
             }
         };
-        let pattern = ACCEPTED_FORMATS.iter().copied().find(|p| *p == trimmed).unwrap_or("");
-        Ok(DateFormat { layout, pattern, reference_year: DEFAULT_REFERENCE_YEAR })
+        let pattern = ACCEPTED_FORMATS
+            .iter()
+            .copied()
+            .find(|p| *p == trimmed)
+            .unwrap_or("");
+        Ok(DateFormat {
+            layout,
+            pattern,
+            reference_year: DEFAULT_REFERENCE_YEAR,
+        })
     }
 
     /// The same format with another reference year for two-digit years (normally the current
@@ -122,7 +143,10 @@ impl DateFormat {
                 }
                 (number(y), number(m), number(d))
             }
-            Layout::Dmy { sep, two_digit_year } => {
+            Layout::Dmy {
+                sep,
+                two_digit_year,
+            } => {
                 let [d, m, y] = split3(strip_time(s), sep).ok_or_else(bad)?;
                 let year_len = if two_digit_year { 2 } else { 4 };
                 if y.len() != year_len || !(1..=2).contains(&m.len()) || !(1..=2).contains(&d.len())
@@ -134,7 +158,11 @@ impl DateFormat {
                     flags |= QualityFlags::DATE_TWO_DIGIT_YEAR;
                     let reference = u32::from(self.reference_year);
                     let century = reference / 100 * 100;
-                    year += if century + year <= reference { century } else { century - 100 };
+                    year += if century + year <= reference {
+                        century
+                    } else {
+                        century - 100
+                    };
                 }
                 (year, number(m), number(d))
             }
@@ -143,7 +171,13 @@ impl DateFormat {
         if date.day <= 12 && date.month <= 12 && date.day != date.month {
             flags |= QualityFlags::DATE_DAY_MONTH_AMBIGUOUS;
         }
-        if (date.day == 1 && date.month == 1) || date <= (BirthDate { year: 1900, month: 1, day: 1 })
+        if (date.day == 1 && date.month == 1)
+            || date
+                <= (BirthDate {
+                    year: 1900,
+                    month: 1,
+                    day: 1,
+                })
         {
             flags |= QualityFlags::DATE_PLACEHOLDER;
         }
@@ -170,7 +204,7 @@ pub fn days_in_month(year: u16, month: u8) -> u8 {
 
 /// Gregorian leap year.
 pub fn is_leap_year(year: u16) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 /// `YYYY-MM-DD` exactly (the format of the bundled reference tables), calendar-checked.
@@ -180,7 +214,10 @@ pub(crate) fn parse_iso(s: &str) -> Option<BirthDate> {
         return None;
     }
     let digits = |r: std::ops::Range<usize>| {
-        b[r.clone()].iter().all(u8::is_ascii_digit).then(|| number(&b[r]))
+        b[r.clone()]
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| number(&b[r]))
     };
     checked_date(digits(0..4)?, digits(5..7)?, digits(8..10)?).ok()
 }
@@ -188,11 +225,22 @@ pub(crate) fn parse_iso(s: &str) -> Option<BirthDate> {
 /// The day after `d` (callers pass real dates; the year saturates at [`MAX_YEAR`]).
 pub(crate) fn next_day(d: BirthDate) -> BirthDate {
     if d.day < days_in_month(d.year, d.month) {
-        BirthDate { day: d.day + 1, ..d }
+        BirthDate {
+            day: d.day + 1,
+            ..d
+        }
     } else if d.month < 12 {
-        BirthDate { month: d.month + 1, day: 1, ..d }
+        BirthDate {
+            month: d.month + 1,
+            day: 1,
+            ..d
+        }
     } else {
-        BirthDate { year: d.year.saturating_add(1).min(MAX_YEAR), month: 1, day: 1 }
+        BirthDate {
+            year: d.year.saturating_add(1).min(MAX_YEAR),
+            month: 1,
+            day: 1,
+        }
     }
 }
 
@@ -207,14 +255,22 @@ fn checked_date(year: u32, month: u32, day: u32) -> Result<BirthDate, String> {
     if day == 0 || day > u32::from(days_in_month(year, month)) {
         return Err(format!("day {day} does not exist in {month:02}/{year}"));
     }
-    Ok(BirthDate { year, month, day: day as u8 })
+    Ok(BirthDate {
+        year,
+        month,
+        day: day as u8,
+    })
 }
 
 /// Splits `a<sep>b<sep>c` into three all-digit parts.
 fn split3(s: &str, sep: u8) -> Option<[&[u8]; 3]> {
     let mut parts = s.as_bytes().split(|&c| c == sep);
     let out = [parts.next()?, parts.next()?, parts.next()?];
-    if parts.next().is_some() || out.iter().any(|p| p.is_empty() || !p.iter().all(u8::is_ascii_digit)) {
+    if parts.next().is_some()
+        || out
+            .iter()
+            .any(|p| p.is_empty() || !p.iter().all(u8::is_ascii_digit))
+    {
         return None;
     }
     Some(out)
@@ -227,8 +283,14 @@ fn strip_time(s: &str) -> &str {
             let time = s[i + 1..].trim_start().trim_end_matches('Z');
             let looks_like_time = !time.is_empty()
                 && time.as_bytes()[0].is_ascii_digit()
-                && time.bytes().all(|c| c.is_ascii_digit() || c == b':' || c == b'.');
-            if looks_like_time { s[..i].trim_end() } else { s }
+                && time
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || c == b':' || c == b'.');
+            if looks_like_time {
+                s[..i].trim_end()
+            } else {
+                s
+            }
         }
         None => s,
     }
@@ -263,7 +325,9 @@ mod tests {
             ("%d/%m/%y", "23/04/38"),
         ];
         for (f, s) in cases {
-            let (d, _) = fmt(f).parse_date(s).unwrap_or_else(|e| panic!("{f} {s}: {e}"));
+            let (d, _) = fmt(f)
+                .parse_date(s)
+                .unwrap_or_else(|e| panic!("{f} {s}: {e}"));
             assert_eq!(d, date(1938, 4, 23), "{f}");
         }
     }
@@ -281,7 +345,10 @@ mod tests {
     fn calendar_is_checked() {
         let f = fmt("%d/%m/%Y");
         assert!(f.parse_date("29/02/2000").is_ok());
-        assert!(f.parse_date("29/02/1900").is_err(), "1900 is not a leap year");
+        assert!(
+            f.parse_date("29/02/1900").is_err(),
+            "1900 is not a leap year"
+        );
         assert!(f.parse_date("29/02/1944").is_ok());
         assert!(f.parse_date("29/02/1943").is_err());
         assert!(f.parse_date("31/04/1950").is_err());
@@ -300,26 +367,55 @@ mod tests {
         assert!(f.parse_date("+3/4/1950").is_err());
         assert!(f.parse_date("").is_err());
         assert!(fmt("%Y%m%d").parse_date("1950043").is_err());
-        assert!(f.parse_date(&"1".repeat(1000)).unwrap_err().contains("longer"));
+        assert!(
+            f.parse_date(&"1".repeat(1000))
+                .unwrap_err()
+                .contains("longer")
+        );
     }
 
     #[test]
     fn trailing_time_is_ignored() {
-        assert_eq!(fmt("%d/%m/%Y").parse_date("03/05/1950 00:00:00").unwrap().0, date(1950, 5, 3));
-        assert_eq!(fmt("%Y-%m-%d").parse_date("1950-05-03T00:00:00.000Z").unwrap().0, date(1950, 5, 3));
+        assert_eq!(
+            fmt("%d/%m/%Y").parse_date("03/05/1950 00:00:00").unwrap().0,
+            date(1950, 5, 3)
+        );
+        assert_eq!(
+            fmt("%Y-%m-%d")
+                .parse_date("1950-05-03T00:00:00.000Z")
+                .unwrap()
+                .0,
+            date(1950, 5, 3)
+        );
         assert!(fmt("%Y-%m-%d").parse_date("1950-05-03 abc").is_err());
     }
 
     #[test]
     fn flags() {
         let f = fmt("%d/%m/%Y");
-        assert_eq!(f.parse_date("03/05/1950").unwrap().1, QualityFlags::DATE_DAY_MONTH_AMBIGUOUS);
-        assert_eq!(f.parse_date("05/05/1950").unwrap().1, 0, "a swap changes nothing");
+        assert_eq!(
+            f.parse_date("03/05/1950").unwrap().1,
+            QualityFlags::DATE_DAY_MONTH_AMBIGUOUS
+        );
+        assert_eq!(
+            f.parse_date("05/05/1950").unwrap().1,
+            0,
+            "a swap changes nothing"
+        );
         assert_eq!(f.parse_date("13/05/1950").unwrap().1, 0);
-        assert_eq!(f.parse_date("01/01/1950").unwrap().1, QualityFlags::DATE_PLACEHOLDER);
-        assert_eq!(f.parse_date("01/01/1900").unwrap().1, QualityFlags::DATE_PLACEHOLDER);
+        assert_eq!(
+            f.parse_date("01/01/1950").unwrap().1,
+            QualityFlags::DATE_PLACEHOLDER
+        );
+        assert_eq!(
+            f.parse_date("01/01/1900").unwrap().1,
+            QualityFlags::DATE_PLACEHOLDER
+        );
         assert!(f.parse_date("31/12/1899").unwrap().1 & QualityFlags::DATE_PLACEHOLDER != 0);
-        assert_eq!(f.parse_date("02/01/1901").unwrap().1, QualityFlags::DATE_DAY_MONTH_AMBIGUOUS);
+        assert_eq!(
+            f.parse_date("02/01/1901").unwrap().1,
+            QualityFlags::DATE_DAY_MONTH_AMBIGUOUS
+        );
     }
 
     #[test]
@@ -333,7 +429,10 @@ mod tests {
         let f = f.with_reference_year(2040);
         assert_eq!(f.parse_date("15/06/27").unwrap().0.year, 2027);
         assert_eq!(f.parse_date("15/06/41").unwrap().0.year, 1941);
-        assert_eq!(fmt("%d/%m/%y").parse_date("29/02/00").unwrap().0, date(2000, 2, 29));
+        assert_eq!(
+            fmt("%d/%m/%y").parse_date("29/02/00").unwrap().0,
+            date(2000, 2, 29)
+        );
     }
 
     #[test]

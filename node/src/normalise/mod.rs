@@ -12,6 +12,9 @@
 //! - [`places`]: birthplace → Belfiore code valid at the birth date (bundled historic table);
 //! - [`codice_fiscale`]: validation (pattern, check character, omocodia), computation, and
 //!   recognition of STP / ENI / provisional numeric codes typed into the CF field.
+//!
+//! Limits: every field is at most [`text::MAX_FIELD_CHARS`] characters (longer → [`Rejection`]);
+//! no function of this module panics or does I/O (the reference tables are compiled in).
 
 pub mod codice_fiscale;
 pub mod dates;
@@ -105,7 +108,10 @@ impl QualityFlags {
 pub struct NormalisedIdentity {
     /// Birth surname in compact form (particles joined, no spaces): `DEGIORGI`.
     pub surname: String,
-    /// Surname tokens (`["DE", "GIORGI"]`), the first token being the one used alone.
+    /// Surname words with each particle glued to the word it introduces, so every spelling of
+    /// a particle surname gives the same tokens: `DE GIORGI` / `De-Giorgi` / `DEGIORGI` →
+    /// `["DEGIORGI"]`; a double surname keeps one token per family (`DE GIORGI ROSSI` →
+    /// `["DEGIORGI", "ROSSI"]`). The first token is the one used alone.
     pub surname_tokens: Vec<String>,
     /// Married / social surname (from "ROSSI IN BIANCHI", "VED. BIANCHI" or an alias column).
     pub surname_alias: Option<String>,
@@ -123,6 +129,15 @@ pub struct NormalisedIdentity {
     pub other_ids: Vec<(OtherIdKind, String)>,
     pub flags: QualityFlags,
 }
+
+impl NormalisedIdentity {
+    /// All given names joined: `MARIAGRAZIA` for both `Maria Grazia` and `Mariagrazia`.
+    pub fn given_names_compact(&self) -> String {
+        text::given_names_compact(self)
+    }
+}
+
+pub use text::given_names_compact;
 
 /// Why a row cannot be used at all.
 #[derive(Debug, Clone, PartialEq, Eq)]

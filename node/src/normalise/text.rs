@@ -71,9 +71,39 @@ fn transliteration(c: char) -> Option<&'static str> {
 fn is_accented_plain_vowel(c: char) -> bool {
     matches!(
         c,
-        'À' | 'à' | 'Á' | 'á' | 'Â' | 'â' | 'È' | 'è' | 'É' | 'é' | 'Ê' | 'ê' | 'Ë' | 'ë' | 'Ì'
-            | 'ì' | 'Í' | 'í' | 'Î' | 'î' | 'Ï' | 'ï' | 'Ò' | 'ò' | 'Ó' | 'ó' | 'Ô' | 'ô' | 'Ù'
-            | 'ù' | 'Ú' | 'ú' | 'Û' | 'û'
+        'À' | 'à'
+            | 'Á'
+            | 'á'
+            | 'Â'
+            | 'â'
+            | 'È'
+            | 'è'
+            | 'É'
+            | 'é'
+            | 'Ê'
+            | 'ê'
+            | 'Ë'
+            | 'ë'
+            | 'Ì'
+            | 'ì'
+            | 'Í'
+            | 'í'
+            | 'Î'
+            | 'î'
+            | 'Ï'
+            | 'ï'
+            | 'Ò'
+            | 'ò'
+            | 'Ó'
+            | 'ó'
+            | 'Ô'
+            | 'ô'
+            | 'Ù'
+            | 'ù'
+            | 'Ú'
+            | 'ú'
+            | 'Û'
+            | 'û'
     )
 }
 
@@ -152,10 +182,44 @@ pub fn normalise_text(s: &str) -> String {
 
 /// Honorifics and titles, as words after [`clean`] (`SIG.RA` is `SIG RA`, `DOTT.SSA` is `DOTT SSA`).
 const HONORIFICS: &[&str] = &[
-    "SIG", "SIGRA", "SIGNA", "SIGG", "SIGNOR", "SIGNORA", "SIGNORE", "SIGNORINA", "DOTT",
-    "DOTTSSA", "DOTTOR", "DOTTORE", "DOTTORESSA", "DR", "DRSSA", "PROF", "PROFSSA", "PROFESSOR",
-    "PROFESSORE", "PROFESSORESSA", "ING", "AVV", "RAG", "GEOM", "ARCH", "ON", "SEN", "CAV",
-    "COMM", "MONS", "DON", "SUOR", "SR", "MR", "MRS", "MS", "MME", "MLLE",
+    "SIG",
+    "SIGRA",
+    "SIGNA",
+    "SIGG",
+    "SIGNOR",
+    "SIGNORA",
+    "SIGNORE",
+    "SIGNORINA",
+    "DOTT",
+    "DOTTSSA",
+    "DOTTOR",
+    "DOTTORE",
+    "DOTTORESSA",
+    "DR",
+    "DRSSA",
+    "PROF",
+    "PROFSSA",
+    "PROFESSOR",
+    "PROFESSORE",
+    "PROFESSORESSA",
+    "ING",
+    "AVV",
+    "RAG",
+    "GEOM",
+    "ARCH",
+    "ON",
+    "SEN",
+    "CAV",
+    "COMM",
+    "MONS",
+    "DON",
+    "SUOR",
+    "SR",
+    "MR",
+    "MRS",
+    "MS",
+    "MME",
+    "MLLE",
 ];
 
 /// How many leading words form an honorific (0 if none).
@@ -217,7 +281,10 @@ pub fn parse_surname(raw: &str) -> SurnameParts {
             (&words[..], &[])
         };
     let alias = attach_particles(married).concat();
-    SurnameParts { tokens: attach_particles(birth), alias: (!alias.is_empty()).then_some(alias) }
+    SurnameParts {
+        tokens: attach_particles(birth),
+        alias: (!alias.is_empty()).then_some(alias),
+    }
 }
 
 fn attach_particles(words: &[&str]) -> Vec<String> {
@@ -295,13 +362,20 @@ const HYPOCORISTICS: &[(&str, &str)] = &[
 
 /// The registered name a nickname stands for, if the word is in the table.
 pub fn canonical_given_name(word: &str) -> Option<&'static str> {
-    HYPOCORISTICS.iter().find(|(nick, _)| *nick == word).map(|(_, name)| *name)
+    HYPOCORISTICS
+        .iter()
+        .find(|(nick, _)| *nick == word)
+        .map(|(_, name)| *name)
 }
 
 /// Given names in order, after the pipeline: `Maria Grazia` → `["MARIA", "GRAZIA"]`,
 /// `Mariagrazia` → `["MARIAGRAZIA"]`, `Maria-Grazia` → `["MARIA", "GRAZIA"]`.
 pub fn parse_given_names(raw: &str) -> Vec<String> {
-    normalise_text(raw).split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()
+    normalise_text(raw)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// All given names joined without spaces: `MARIAGRAZIA` for both `Maria Grazia` and
@@ -375,7 +449,9 @@ pub fn normalise_identity(
     // Surname and alias.
     let parts = parse_surname(raw.surname);
     let column = parse_surname(raw.surname_alias);
-    let column_alias = Some(column.tokens.concat()).filter(|a| !a.is_empty()).or(column.alias);
+    let column_alias = Some(column.tokens.concat())
+        .filter(|a| !a.is_empty())
+        .or(column.alias);
     out.surname_alias = column_alias.or_else(|| parts.alias.clone());
     out.surname_tokens = parts.tokens;
     if out.surname_tokens.is_empty() {
@@ -442,7 +518,10 @@ pub fn normalise_identity(
     // Birth date.
     if raw.birth_date.trim().is_empty() {
         if !has_identifier {
-            return Err(reject("birth_date", "missing, and no identifier to link on"));
+            return Err(reject(
+                "birth_date",
+                "missing, and no identifier to link on",
+            ));
         }
         flags.set(QualityFlags::DATE_MISSING);
     } else {
@@ -470,7 +549,11 @@ pub fn normalise_identity(
     // Birthplace.
     let hint = cf.as_ref().map(|v| v.place_code.as_str());
     match Places::bundled().resolve_with_hint(raw.birthplace, out.birth_date, hint) {
-        PlaceResolution::Resolved { code, foreign, valid_at_birth } => {
+        PlaceResolution::Resolved {
+            code,
+            foreign,
+            valid_at_birth,
+        } => {
             if foreign {
                 flags.set(QualityFlags::FOREIGN_BORN);
             }
@@ -494,7 +577,10 @@ pub fn normalise_identity(
 }
 
 fn reject(field: &'static str, reason: &str) -> Rejection {
-    Rejection { field, reason: reason.to_string() }
+    Rejection {
+        field,
+        reason: reason.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -530,10 +616,22 @@ mod tests {
         assert_eq!(normalise_text("Schäfer"), "SCHAEFER");
         assert_eq!(normalise_text("Strauß"), "STRAUSS");
         assert_eq!(normalise_text("Œuvre Æsir"), "OEUVRE AESIR");
-        assert_eq!(normalise_text("Çela Čapek Šimić Žižek"), "CELA CAPEK SIMIC ZIZEK");
-        assert_eq!(normalise_text("Ștefănescu Țurcanu Şahin"), "STEFANESCU TURCANU SAHIN");
-        assert_eq!(normalise_text("Gjergjë Hoxhaj Ilır Ağca Łukasz Muñoz"), "GJERGJE HOXHAJ ILIR AGCA LUKASZ MUNOZ");
-        assert_eq!(normalise_text("Ênio Îsa Ôdo Ûgo Ëlla Ïda"), "ENIO ISA ODO UGO ELLA IDA");
+        assert_eq!(
+            normalise_text("Çela Čapek Šimić Žižek"),
+            "CELA CAPEK SIMIC ZIZEK"
+        );
+        assert_eq!(
+            normalise_text("Ștefănescu Țurcanu Şahin"),
+            "STEFANESCU TURCANU SAHIN"
+        );
+        assert_eq!(
+            normalise_text("Gjergjë Hoxhaj Ilır Ağca Łukasz Muñoz"),
+            "GJERGJE HOXHAJ ILIR AGCA LUKASZ MUNOZ"
+        );
+        assert_eq!(
+            normalise_text("Ênio Îsa Ôdo Ûgo Ëlla Ïda"),
+            "ENIO ISA ODO UGO ELLA IDA"
+        );
         assert_eq!(normalise_text("Nguyễn"), "NGUYEN");
         assert_eq!(normalise_text("Öz\u{0308}"), "OEZ");
     }
@@ -576,7 +674,12 @@ mod tests {
 
     #[test]
     fn apostrophe_particles_are_equal() {
-        let s = |x| run(&RawIdentity { surname: x, ..base() });
+        let s = |x| {
+            run(&RawIdentity {
+                surname: x,
+                ..base()
+            })
+        };
         for x in ["D'AMICO", "DAMICO", "D AMICO", "d'Amico", "D’Amico"] {
             assert_eq!(s(x).surname, "DAMICO", "{x}");
             assert_eq!(s(x).surname_tokens, ["DAMICO"], "{x}");
@@ -591,7 +694,10 @@ mod tests {
             assert_eq!(p.tokens, ["DEGIORGI"], "{x}");
         }
         assert_eq!(parse_surname("Dell'Anna").tokens, ["DELLANNA"]);
-        assert_eq!(parse_surname("Della Rocca Lo Russo").tokens, ["DELLAROCCA", "LORUSSO"]);
+        assert_eq!(
+            parse_surname("Della Rocca Lo Russo").tokens,
+            ["DELLAROCCA", "LORUSSO"]
+        );
         assert_eq!(parse_surname("De Lo Vecchio").tokens, ["DELOVECCHIO"]);
         assert_eq!(parse_surname("Greco Quarta").tokens, ["GRECO", "QUARTA"]);
         assert_eq!(parse_surname("Li").tokens, ["LI"]);
@@ -599,18 +705,48 @@ mod tests {
 
     #[test]
     fn married_surnames_become_the_alias() {
-        let r = run(&RawIdentity { surname: "ROSSI IN BIANCHI", ..base() });
-        assert_eq!((r.surname.as_str(), r.surname_alias.as_deref()), ("ROSSI", Some("BIANCHI")));
+        let r = run(&RawIdentity {
+            surname: "ROSSI IN BIANCHI",
+            ..base()
+        });
+        assert_eq!(
+            (r.surname.as_str(), r.surname_alias.as_deref()),
+            ("ROSSI", Some("BIANCHI"))
+        );
         assert!(r.flags.has(QualityFlags::SURNAME_ALIAS_PRESENT));
-        let r = run(&RawIdentity { surname: "Rossi ved. Bianchi", ..base() });
-        assert_eq!((r.surname.as_str(), r.surname_alias.as_deref()), ("ROSSI", Some("BIANCHI")));
-        let r = run(&RawIdentity { surname: "ROSSI VEDOVA DE GIORGI", ..base() });
-        assert_eq!((r.surname.as_str(), r.surname_alias.as_deref()), ("ROSSI", Some("DEGIORGI")));
-        let r = run(&RawIdentity { surname: "Bianchi nata Rossi", ..base() });
-        assert_eq!((r.surname.as_str(), r.surname_alias.as_deref()), ("ROSSI", Some("BIANCHI")));
+        let r = run(&RawIdentity {
+            surname: "Rossi ved. Bianchi",
+            ..base()
+        });
+        assert_eq!(
+            (r.surname.as_str(), r.surname_alias.as_deref()),
+            ("ROSSI", Some("BIANCHI"))
+        );
+        let r = run(&RawIdentity {
+            surname: "ROSSI VEDOVA DE GIORGI",
+            ..base()
+        });
+        assert_eq!(
+            (r.surname.as_str(), r.surname_alias.as_deref()),
+            ("ROSSI", Some("DEGIORGI"))
+        );
+        let r = run(&RawIdentity {
+            surname: "Bianchi nata Rossi",
+            ..base()
+        });
+        assert_eq!(
+            (r.surname.as_str(), r.surname_alias.as_deref()),
+            ("ROSSI", Some("BIANCHI"))
+        );
         // Only the married surname is known: used as surname, flagged.
-        let r = run(&RawIdentity { surname: "VED. BIANCHI", ..base() });
-        assert_eq!((r.surname.as_str(), r.surname_alias.as_deref()), ("BIANCHI", Some("BIANCHI")));
+        let r = run(&RawIdentity {
+            surname: "VED. BIANCHI",
+            ..base()
+        });
+        assert_eq!(
+            (r.surname.as_str(), r.surname_alias.as_deref()),
+            ("BIANCHI", Some("BIANCHI"))
+        );
         assert!(r.flags.has(QualityFlags::SURNAME_MAY_BE_MARRIED));
         let r = run(&base());
         assert_eq!(r.surname_alias, None);
@@ -619,26 +755,55 @@ mod tests {
 
     #[test]
     fn alias_column() {
-        let r = run(&RawIdentity { surname_alias: "De Giorgi", ..base() });
+        let r = run(&RawIdentity {
+            surname_alias: "De Giorgi",
+            ..base()
+        });
         assert_eq!(r.surname_alias.as_deref(), Some("DEGIORGI"));
         assert!(r.flags.has(QualityFlags::SURNAME_ALIAS_PRESENT));
-        let r = run(&RawIdentity { surname: "Rossi in Verdi", surname_alias: "Bianchi", ..base() });
-        assert_eq!(r.surname_alias.as_deref(), Some("BIANCHI"), "the column wins");
-        let r = run(&RawIdentity { surname_alias: " - ", ..base() });
+        let r = run(&RawIdentity {
+            surname: "Rossi in Verdi",
+            surname_alias: "Bianchi",
+            ..base()
+        });
+        assert_eq!(
+            r.surname_alias.as_deref(),
+            Some("BIANCHI"),
+            "the column wins"
+        );
+        let r = run(&RawIdentity {
+            surname_alias: " - ",
+            ..base()
+        });
         assert_eq!(r.surname_alias, None);
     }
 
     #[test]
     fn compound_given_names() {
-        let a = run(&RawIdentity { given_names: "Maria Grazia", ..base() });
-        let b = run(&RawIdentity { given_names: "Mariagrazia", ..base() });
-        let c = run(&RawIdentity { given_names: "Maria-Grazia", ..base() });
+        let a = run(&RawIdentity {
+            given_names: "Maria Grazia",
+            ..base()
+        });
+        let b = run(&RawIdentity {
+            given_names: "Mariagrazia",
+            ..base()
+        });
+        let c = run(&RawIdentity {
+            given_names: "Maria-Grazia",
+            ..base()
+        });
         assert_eq!(a.given_names, ["MARIA", "GRAZIA"]);
         assert_eq!(b.given_names, ["MARIAGRAZIA"]);
         assert_eq!(c.given_names, ["MARIA", "GRAZIA"]);
         assert_eq!(given_names_compact(&a), "MARIAGRAZIA");
         assert_eq!(given_names_compact(&b), "MARIAGRAZIA");
         assert_eq!(given_names_compact(&c), "MARIAGRAZIA");
+        assert_eq!(b.given_names_compact(), a.given_names_compact());
+        let r = run(&RawIdentity {
+            given_names: "Gian Luca",
+            ..base()
+        });
+        assert_eq!(r.given_names_compact(), "GIANLUCA");
     }
 
     #[test]
@@ -664,19 +829,28 @@ mod tests {
             ("Nuccia", "ANNUNZIATA"),
             ("Melina", "CARMELA"),
         ] {
-            let r = run(&RawIdentity { given_names: nick, ..base() });
+            let r = run(&RawIdentity {
+                given_names: nick,
+                ..base()
+            });
             assert_eq!(r.given_name_canonical.as_deref(), Some(name), "{nick}");
             assert_eq!(r.given_names, [normalise_text(nick)], "never replaced");
             assert!(r.flags.has(QualityFlags::GIVEN_NAME_HYPOCORISTIC));
         }
-        let r = run(&RawIdentity { given_names: "Rocco", ..base() });
+        let r = run(&RawIdentity {
+            given_names: "Rocco",
+            ..base()
+        });
         assert_eq!(r.given_name_canonical, None);
         assert!(!r.flags.has(QualityFlags::GIVEN_NAME_HYPOCORISTIC));
         assert!(HYPOCORISTICS.len() >= 40);
         for (nick, name) in HYPOCORISTICS {
             assert_eq!(normalise_text(nick), *nick);
             assert_eq!(normalise_text(name), *name);
-            assert!(canonical_given_name(name).is_none(), "{name} is itself a nickname");
+            assert!(
+                canonical_given_name(name).is_none(),
+                "{name} is itself a nickname"
+            );
         }
     }
 
@@ -700,11 +874,23 @@ mod tests {
         assert_eq!(r.surname_tokens, ["ROSSI"]);
         assert_eq!(r.given_names, ["MARIO"]);
         assert_eq!(r.sex, Some(Sex::M));
-        assert_eq!(r.birth_date, Some(BirthDate { year: 1979, month: 2, day: 11 }));
+        assert_eq!(
+            r.birth_date,
+            Some(BirthDate {
+                year: 1979,
+                month: 2,
+                day: 11
+            })
+        );
         assert_eq!(r.birthplace.as_deref(), Some("C566"));
         assert_eq!(r.codice_fiscale.as_deref(), Some("RSSMRA79B11C566R"));
         // 11/02: day and month could be swapped; nothing else to say.
-        assert_eq!(r.flags.0, QualityFlags::DATE_DAY_MONTH_AMBIGUOUS, "{:b}", r.flags.0);
+        assert_eq!(
+            r.flags.0,
+            QualityFlags::DATE_DAY_MONTH_AMBIGUOUS,
+            "{:b}",
+            r.flags.0
+        );
     }
 
     #[test]
@@ -723,27 +909,55 @@ mod tests {
         assert!(r.flags.has(QualityFlags::SEX_MISMATCH) && r.flags.has(QualityFlags::CF_MISMATCH));
         assert_eq!(r.birthplace.as_deref(), Some("E506"));
 
-        let r = run(&RawIdentity { birth_date: "12/02/1979", ..base() });
+        let r = run(&RawIdentity {
+            birth_date: "12/02/1979",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::CF_MISMATCH) && !r.flags.has(QualityFlags::SEX_MISMATCH));
         assert_eq!(r.birth_date.map(|d| d.day), Some(12));
-        let r = run(&RawIdentity { birthplace: "Galatina", ..base() });
+        let r = run(&RawIdentity {
+            birthplace: "Galatina",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::CF_MISMATCH));
         assert_eq!(r.birthplace.as_deref(), Some("D862"));
     }
 
     #[test]
     fn cf_field_contents() {
-        let r = run(&RawIdentity { codice_fiscale: "", ..base() });
+        let r = run(&RawIdentity {
+            codice_fiscale: "",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::CF_MISSING));
-        let r = run(&RawIdentity { codice_fiscale: "RSSMRA79B11C566X", ..base() });
+        let r = run(&RawIdentity {
+            codice_fiscale: "RSSMRA79B11C566X",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::CF_INVALID) && r.codice_fiscale.is_none());
         let omocode = codice_fiscale::omocode("RSSMRA79B11C566R", 2).unwrap();
-        let r = run(&RawIdentity { codice_fiscale: &omocode, ..base() });
+        let r = run(&RawIdentity {
+            codice_fiscale: &omocode,
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::CF_OMOCODE) && !r.flags.has(QualityFlags::CF_MISMATCH));
-        assert_eq!(r.codice_fiscale.as_deref(), Some(omocode.as_str()), "not folded back");
-        let r = run(&RawIdentity { codice_fiscale: "STP1601010000123", ..base() });
-        assert_eq!(r.other_ids, [(OtherIdKind::Stp, "STP1601010000123".to_string())]);
-        assert!(r.flags.has(QualityFlags::OTHER_ID_IN_CF_FIELD) && r.flags.has(QualityFlags::CF_MISSING));
+        assert_eq!(
+            r.codice_fiscale.as_deref(),
+            Some(omocode.as_str()),
+            "not folded back"
+        );
+        let r = run(&RawIdentity {
+            codice_fiscale: "STP1601010000123",
+            ..base()
+        });
+        assert_eq!(
+            r.other_ids,
+            [(OtherIdKind::Stp, "STP1601010000123".to_string())]
+        );
+        assert!(
+            r.flags.has(QualityFlags::OTHER_ID_IN_CF_FIELD)
+                && r.flags.has(QualityFlags::CF_MISSING)
+        );
         assert!(r.codice_fiscale.is_none());
     }
 
@@ -758,37 +972,80 @@ mod tests {
 
     #[test]
     fn dates_in_records() {
-        let r = run(&RawIdentity { birth_date: "garbage", ..base() });
+        let r = run(&RawIdentity {
+            birth_date: "garbage",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::DATE_MISSING));
         assert_eq!(r.birth_date, None, "never taken from the CF");
-        let r = run(&RawIdentity { birth_date: "", ..base() });
+        let r = run(&RawIdentity {
+            birth_date: "",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::DATE_MISSING));
-        let e = normalise_identity(&RawIdentity { birth_date: "", codice_fiscale: "", ..base() }, &fmt());
+        let e = normalise_identity(
+            &RawIdentity {
+                birth_date: "",
+                codice_fiscale: "",
+                ..base()
+            },
+            &fmt(),
+        );
         assert_eq!(e.unwrap_err().field, "birth_date");
         let e = normalise_identity(
-            &RawIdentity { birth_date: "31/02/1950", codice_fiscale: "RSSMRA79B11C566X", ..base() },
+            &RawIdentity {
+                birth_date: "31/02/1950",
+                codice_fiscale: "RSSMRA79B11C566X",
+                ..base()
+            },
             &fmt(),
         );
         assert_eq!(e.unwrap_err().field, "birth_date");
         // Another identifier is enough to keep a record without a date.
-        let r = run(&RawIdentity { birth_date: "", codice_fiscale: "ENI1601010000123", ..base() });
+        let r = run(&RawIdentity {
+            birth_date: "",
+            codice_fiscale: "ENI1601010000123",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::DATE_MISSING));
-        let r = run(&RawIdentity { birth_date: "01/01/1979", codice_fiscale: "", ..base() });
+        let r = run(&RawIdentity {
+            birth_date: "01/01/1979",
+            codice_fiscale: "",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::DATE_PLACEHOLDER));
-        let r = run(&RawIdentity { birth_date: "03/04/1979", codice_fiscale: "", ..base() });
+        let r = run(&RawIdentity {
+            birth_date: "03/04/1979",
+            codice_fiscale: "",
+            ..base()
+        });
         assert!(r.flags.has(QualityFlags::DATE_DAY_MONTH_AMBIGUOUS));
     }
 
     #[test]
     fn birthplaces_in_records() {
         let born = |place: &'static str, date: &'static str| {
-            run(&RawIdentity { birthplace: place, birth_date: date, codice_fiscale: "", ..base() })
+            run(&RawIdentity {
+                birthplace: place,
+                birth_date: date,
+                codice_fiscale: "",
+                ..base()
+            })
         };
-        assert_eq!(born("Presicce", "01/06/1950").birthplace.as_deref(), Some("H047"));
-        assert_eq!(born("Presicce", "01/06/2020").birthplace.as_deref(), Some("M428"));
+        assert_eq!(
+            born("Presicce", "01/06/1950").birthplace.as_deref(),
+            Some("H047")
+        );
+        assert_eq!(
+            born("Presicce", "01/06/2020").birthplace.as_deref(),
+            Some("M428")
+        );
         let r = born("H047", "01/06/2020");
         assert!(r.flags.has(QualityFlags::BIRTHPLACE_NOT_VALID_AT_BIRTH));
-        assert_eq!(born("Pola", "15/06/1935").birthplace.as_deref(), Some("G778"));
+        assert_eq!(
+            born("Pola", "15/06/1935").birthplace.as_deref(),
+            Some("G778")
+        );
         let r = born("Albania", "15/06/1975");
         assert_eq!(r.birthplace.as_deref(), Some("Z100"));
         assert!(r.flags.has(QualityFlags::FOREIGN_BORN));
@@ -797,24 +1054,68 @@ mod tests {
         let r = born("", "15/06/1975");
         assert!(r.flags.has(QualityFlags::BIRTHPLACE_MISSING));
         // A valid CF tells homonyms apart.
-        let cf = codice_fiscale::compute("Rossi", "Mario", Sex::M, BirthDate { year: 1979, month: 2, day: 11 }, "M261");
-        let r = run(&RawIdentity { birthplace: "Castro", codice_fiscale: &cf, ..base() });
+        let cf = codice_fiscale::compute(
+            "Rossi",
+            "Mario",
+            Sex::M,
+            BirthDate {
+                year: 1979,
+                month: 2,
+                day: 11,
+            },
+            "M261",
+        );
+        let r = run(&RawIdentity {
+            birthplace: "Castro",
+            codice_fiscale: &cf,
+            ..base()
+        });
         assert_eq!(r.birthplace.as_deref(), Some("M261"));
         assert!(!r.flags.has(QualityFlags::CF_MISMATCH));
     }
 
     #[test]
     fn rejections() {
-        let e = normalise_identity(&RawIdentity { surname: " '- ", ..base() }, &fmt()).unwrap_err();
+        let e = normalise_identity(
+            &RawIdentity {
+                surname: " '- ",
+                ..base()
+            },
+            &fmt(),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "surname");
-        let e = normalise_identity(&RawIdentity { given_names: "🙂", ..base() }, &fmt()).unwrap_err();
+        let e = normalise_identity(
+            &RawIdentity {
+                given_names: "🙂",
+                ..base()
+            },
+            &fmt(),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "given_names");
         let long = "A".repeat(MAX_FIELD_CHARS + 1);
-        let e = normalise_identity(&RawIdentity { birthplace: &long, ..base() }, &fmt()).unwrap_err();
+        let e = normalise_identity(
+            &RawIdentity {
+                birthplace: &long,
+                ..base()
+            },
+            &fmt(),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "birthplace");
         assert!(e.reason.contains("200"));
         let ok = "A".repeat(MAX_FIELD_CHARS);
-        assert!(normalise_identity(&RawIdentity { surname: &ok, ..base() }, &fmt()).is_ok());
+        assert!(
+            normalise_identity(
+                &RawIdentity {
+                    surname: &ok,
+                    ..base()
+                },
+                &fmt()
+            )
+            .is_ok()
+        );
     }
 
     proptest! {
