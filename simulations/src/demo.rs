@@ -46,6 +46,14 @@ pub struct DemoSummary {
     pub relationships_correct: u64,
     pub precision: f64,
     pub recall: f64,
+    /// The same counting only certain and probable answers ("possible" ones are flagged to be
+    /// verified and counted apart).
+    pub strong_shown: u64,
+    pub strong_correct: u64,
+    pub precision_strong: f64,
+    pub recall_strong: f64,
+    pub possible_shown: u64,
+    pub possible_correct: u64,
     /// T3 relationships that appeared in an answer (must be 0).
     pub t3_shown: u64,
     /// Answers identical to what the truth says the policy allows.
@@ -221,6 +229,7 @@ struct AnswerLine {
 
 #[derive(Debug, Deserialize)]
 struct AnswerRow {
+    band: String,
     entity_id: String,
     service: String,
     status: String,
@@ -409,7 +418,11 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
                 *expected.entry((t.node_id.clone(), t.service.clone(), t.status.clone(), t.since_month.clone())).or_insert(0) += 1;
             }
             let mut shown: BTreeMap<RelKey, i64> = BTreeMap::new();
+            let mut strong: BTreeMap<RelKey, i64> = BTreeMap::new();
+            let mut possible: BTreeMap<RelKey, i64> = BTreeMap::new();
             for r in &a.answer {
+                let k = (r.entity_id.clone(), r.service.clone(), r.status.clone(), r.since.clone());
+                *(if r.band == "possible" { &mut possible } else { &mut strong }).entry(k).or_insert(0) += 1;
                 if is_t3(&r.service) {
                     summary.t3_shown += 1;
                 }
@@ -419,6 +432,11 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
                 }
             }
             let correct: i64 = expected.iter().map(|(k, n)| (*n).min(*shown.get(k).unwrap_or(&0))).sum();
+            let strong_correct: i64 = expected.iter().map(|(k, n)| (*n).min(*strong.get(k).unwrap_or(&0))).sum();
+            summary.strong_shown += strong.values().sum::<i64>() as u64;
+            summary.strong_correct += strong_correct as u64;
+            summary.possible_shown += possible.values().sum::<i64>() as u64;
+            summary.possible_correct += (correct - strong_correct).max(0) as u64;
             summary.relationships_expected += expected.values().sum::<i64>() as u64;
             summary.relationships_shown += shown.values().sum::<i64>() as u64;
             summary.relationships_correct += correct as u64;
@@ -440,6 +458,8 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     summary.persons_linked = persons_linked.len() as u64;
     summary.precision = ratio(summary.relationships_correct, summary.relationships_shown);
     summary.recall = ratio(summary.relationships_correct, summary.relationships_expected);
+    summary.precision_strong = ratio(summary.strong_correct, summary.strong_shown);
+    summary.recall_strong = ratio(summary.strong_correct, summary.relationships_expected);
     drop(coordinator);
     Ok(summary)
 }
@@ -467,6 +487,10 @@ pub fn print_summary(s: &DemoSummary, dir: &Path) {
     println!(
         "   relationships shown vs truth: {} shown, {} expected, {} correct → precision {:.3}, recall {:.3}",
         s.relationships_shown, s.relationships_expected, s.relationships_correct, s.precision, s.recall
+    );
+    println!(
+        "   of which certain/probable: {} shown, {} correct → precision {:.3}, recall {:.3}; 'possible' (to be verified): {} shown, {} correct",
+        s.strong_shown, s.strong_correct, s.precision_strong, s.recall_strong, s.possible_shown, s.possible_correct
     );
     println!("   answers identical to the truth: {} of {}", s.answers_exact, s.questions);
     println!("   protected (T3) relationships shown: {}", s.t3_shown);

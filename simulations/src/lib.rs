@@ -6,9 +6,12 @@ pub mod synth;
 
 use std::path::PathBuf;
 
-/// Finds (and, when run through cargo, builds) the `ponte-node` and `ponte-coordinator`
-/// binaries of the same workspace and profile as the running executable.
-pub fn locate_binaries() -> anyhow::Result<PathBuf> {
+/// Finds the `ponte-node` and `ponte-coordinator` binaries of the same workspace and profile as
+/// the running executable. They are built with cargo when missing, or — with `refresh`, as the
+/// demo does under `cargo run` — whenever cargo is at hand, so that they are never stale.
+/// (`cargo test --workspace` builds them itself: the node and coordinator crates have
+/// integration tests, which makes cargo build their binaries before any test runs.)
+pub fn locate_binaries(refresh: bool) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
     if dir.ends_with("deps") {
@@ -17,7 +20,7 @@ pub fn locate_binaries() -> anyhow::Result<PathBuf> {
     let release = dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var("CARGO").ok().or_else(|| option_env!("CARGO").map(String::from));
     let missing = !dir.join("ponte-node").exists() || !dir.join("ponte-coordinator").exists();
-    if let Some(cargo) = cargo.filter(|_| missing || std::env::var_os("CARGO").is_some()) {
+    if let Some(cargo) = cargo.filter(|_| missing || (refresh && std::env::var_os("CARGO").is_some())) {
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
         let mut cmd = std::process::Command::new(cargo);
         cmd.args(["build", "--quiet", "--manifest-path", manifest, "-p", "ponte-node", "-p", "ponte-coordinator"]);

@@ -56,7 +56,7 @@ fn run() -> anyhow::Result<()> {
             anyhow::ensure!((10..=100_000).contains(&persons), "--persons must be between 10 and 100000");
             let bin_dir = match bin_dir {
                 Some(b) => b,
-                None => ponte_sim::locate_binaries()?,
+                None => ponte_sim::locate_binaries(true)?,
             };
             let (dir, temp) = match dir {
                 Some(d) => (d, None),

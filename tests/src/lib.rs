@@ -16,7 +16,7 @@ pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        ponte_sim::locate_binaries().expect("ponte-node and ponte-coordinator can be built")
+        ponte_sim::locate_binaries(false).expect("ponte-node and ponte-coordinator can be built")
     })
 }
 
