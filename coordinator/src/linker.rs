@@ -16,7 +16,7 @@ use ponte_proto::bits::{dice_words, to_words};
 use ponte_proto::v1::TokenKind;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ItemKey, StoredItem, Token};
+use crate::model::{EpochEncoding, ItemKey, StoredItem, Token};
 
 /// How sure a link is. Ordered from strongest to weakest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,15 +67,33 @@ pub fn score(e: PairEvidence) -> Option<Band> {
 pub type ItemId = u64;
 
 struct Indexed {
-    epoch: u32,
     words: Vec<u64>,
     tokens: Vec<Token>,
 }
 
+struct ItemState {
+    revision: u64,
+    encodings: BTreeMap<u32, Indexed>,
+}
+
+/// What publishing one encoding changed in the link graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkChange {
+    /// A new item or a new identity revision: its old links are gone, these are its links now.
+    Relinked { removed: Vec<ItemId>, links: Vec<(ItemId, Band)> },
+    /// The same identity revision under another (or the same) key epoch: indexed for future
+    /// comparisons, links unchanged. This is what keeps answers identical through a key rotation.
+    Unchanged,
+}
+
 /// The in-memory index and link graph. Rebuilt from storage at start.
+///
+/// Links are between items (references), not between encodings: comparisons happen within one
+/// key epoch, and a link found under one epoch stands while both identities keep their revision,
+/// whatever epochs are later added or dropped.
 #[derive(Default)]
 pub struct Linker {
-    items: HashMap<ItemId, Indexed>,
+    items: HashMap<ItemId, ItemState>,
     keys: HashMap<ItemKey, ItemId>,
     key_of: HashMap<ItemId, ItemKey>,
     by_token: HashMap<(u32, Token), Vec<ItemId>>,
@@ -107,15 +125,37 @@ impl Linker {
         self.key_of.get(&id)
     }
 
-    /// Adds an item to the index without linking it (used when restoring from storage).
-    pub fn restore(&mut self, id: ItemId, item: &StoredItem) {
-        let indexed = Indexed { epoch: item.epoch, words: to_words(&item.clk), tokens: item.tokens.clone() };
-        for t in &indexed.tokens {
-            self.by_token.entry((item.epoch, t.clone())).or_default().push(id);
+    fn index_encoding(&mut self, id: ItemId, enc: &EpochEncoding) {
+        self.unindex_encoding(id, enc.epoch);
+        for t in &enc.tokens {
+            self.by_token.entry((enc.epoch, t.clone())).or_default().push(id);
         }
-        self.items.insert(id, indexed);
+        if let Some(state) = self.items.get_mut(&id) {
+            state.encodings.insert(enc.epoch, Indexed { words: to_words(&enc.clk), tokens: enc.tokens.clone() });
+        }
+    }
+
+    fn unindex_encoding(&mut self, id: ItemId, epoch: u32) {
+        let Some(old) = self.items.get_mut(&id).and_then(|s| s.encodings.remove(&epoch)) else { return };
+        for t in old.tokens {
+            let k = (epoch, t);
+            if let Some(v) = self.by_token.get_mut(&k) {
+                v.retain(|x| *x != id);
+                if v.is_empty() {
+                    self.by_token.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Adds a stored item to the index without linking it (used when restoring from storage).
+    pub fn restore(&mut self, id: ItemId, item: &StoredItem) {
+        self.items.insert(id, ItemState { revision: item.revision, encodings: BTreeMap::new() });
         self.keys.insert(item.key.clone(), id);
         self.key_of.insert(id, item.key.clone());
+        for enc in &item.encodings {
+            self.index_encoding(id, enc);
+        }
     }
 
     /// Restores a stored link.
@@ -126,21 +166,22 @@ impl Linker {
         }
     }
 
-    /// The links `item` would have with the current index (same epoch only). Pure: changes nothing.
-    pub fn candidate_links(&self, id: ItemId, item: &StoredItem) -> Vec<(ItemId, Band)> {
-        let words = to_words(&item.clk);
-        let my_cf = cf_of(&item.tokens);
+    /// The links an encoding would have with the items indexed under the same epoch. Pure.
+    pub fn candidate_links(&self, id: ItemId, enc: &EpochEncoding) -> Vec<(ItemId, Band)> {
+        let words = to_words(&enc.clk);
+        let my_cf = cf_of(&enc.tokens);
         let mut agreeing: std::collections::HashSet<ItemId> = std::collections::HashSet::new();
-        for t in &item.tokens {
-            if let Some(ids) = self.by_token.get(&(item.epoch, t.clone())) {
+        for t in &enc.tokens {
+            if let Some(ids) = self.by_token.get(&(enc.epoch, t.clone())) {
                 agreeing.extend(ids.iter().copied());
             }
         }
         let mut out = Vec::new();
-        for (&other, idx) in &self.items {
-            if other == id || idx.epoch != item.epoch {
+        for (&other, state) in &self.items {
+            if other == id {
                 continue;
             }
+            let Some(idx) = state.encodings.get(&enc.epoch) else { continue };
             let cf_disagrees = match (my_cf, cf_of(&idx.tokens)) {
                 (Some(a), Some(b)) => a != b,
                 _ => false,
@@ -158,29 +199,44 @@ impl Linker {
         out
     }
 
-    /// Indexes an item and links it; returns its links. Re-inserting a key replaces the old
-    /// item (its links are re-evaluated).
-    pub fn insert(&mut self, id: ItemId, item: &StoredItem) -> Vec<(ItemId, Band)> {
-        self.remove(id);
-        let links = self.candidate_links(id, item);
-        self.restore(id, item);
+    /// Indexes one publication of item `id` (`key`) at identity `revision` under `enc.epoch`.
+    /// A new item or a new revision is (re)linked against the items of that epoch, and the
+    /// encodings of its older revision are dropped; the same revision is only indexed.
+    pub fn publish(&mut self, id: ItemId, key: &ItemKey, revision: u64, enc: &EpochEncoding) -> LinkChange {
+        if let Some(state) = self.items.get(&id) {
+            if state.revision == revision {
+                self.index_encoding(id, enc);
+                return LinkChange::Unchanged;
+            }
+        }
+        let removed = self.remove(id);
+        let links = self.candidate_links(id, enc);
+        self.items.insert(id, ItemState { revision, encodings: BTreeMap::new() });
+        self.keys.insert(key.clone(), id);
+        self.key_of.insert(id, key.clone());
+        self.index_encoding(id, enc);
         for &(other, band) in &links {
             self.restore_link(id, other, band);
         }
-        links
+        LinkChange::Relinked { removed, links }
+    }
+
+    /// Forgets every encoding of a key epoch (after a rotation). Links stay.
+    pub fn drop_epoch(&mut self, epoch: u32) {
+        let ids: Vec<ItemId> = self.items.keys().copied().collect();
+        for id in ids {
+            self.unindex_encoding(id, epoch);
+        }
     }
 
     /// Removes an item and all its links; returns the ids it was linked to.
     pub fn remove(&mut self, id: ItemId) -> Vec<ItemId> {
-        let Some(indexed) = self.items.remove(&id) else { return Vec::new() };
-        for t in indexed.tokens {
-            let k = (indexed.epoch, t);
-            if let Some(v) = self.by_token.get_mut(&k) {
-                v.retain(|x| *x != id);
-                if v.is_empty() {
-                    self.by_token.remove(&k);
-                }
-            }
+        let epochs: Vec<u32> = self.items.get(&id).map(|s| s.encodings.keys().copied().collect()).unwrap_or_default();
+        for e in epochs {
+            self.unindex_encoding(id, e);
+        }
+        if self.items.remove(&id).is_none() {
+            return Vec::new();
         }
         if let Some(key) = self.key_of.remove(&id) {
             self.keys.remove(&key);
@@ -270,32 +326,21 @@ impl Linker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::RelationshipMeta;
 
-    fn item(node: &str, r: &str, bits: &[usize], cf: Option<u8>) -> StoredItem {
+    fn enc(epoch: u32, bits: &[usize], cf: Option<u8>) -> EpochEncoding {
         let mut clk = vec![0u8; 128];
         for &b in bits {
             ponte_proto::bits::set_bit(&mut clk, b);
         }
-        StoredItem {
-            key: ItemKey { node: node.into(), reference: r.into() },
-            epoch: 1,
+        EpochEncoding {
+            epoch,
             clk,
             tokens: cf.map(|c| vec![Token { kind: TokenKind::CodiceFiscale as i32, value: [c; 32] }]).unwrap_or_default(),
-            quality_flags: 0,
-            relationship: RelationshipMeta {
-                entity_type: 1,
-                unit: "u".into(),
-                category: 1,
-                tier: 1,
-                status: 3,
-                since_month: 202401,
-                case_manager: false,
-                plan: 1,
-                contact: 2,
-            },
-            entity_name: node.into(),
         }
+    }
+
+    fn key(r: &str) -> ItemKey {
+        ItemKey { node: "n".into(), reference: r.into() }
     }
 
     #[test]
@@ -314,31 +359,45 @@ mod tests {
     fn transitive_clusters_split_when_the_bridge_is_withdrawn() {
         let base: Vec<usize> = (0..110).collect();
         let mut l = Linker::new();
-        // a and c share nothing strong directly; b bridges them.
-        let a = item("n1", "a", &base[..90], None);
-        let b = item("n2", "b", &base[5..95], None);
-        let c = item("n3", "c", &base[15..105], None);
-        l.insert(1, &a);
-        l.insert(2, &b);
-        l.insert(3, &c);
+        // a and c are only possibly alike; b bridges them with probable links.
+        l.publish(1, &key("a"), 1, &enc(1, &base[..90], None));
+        l.publish(2, &key("b"), 1, &enc(1, &base[5..95], None));
+        l.publish(3, &key("c"), 1, &enc(1, &base[15..105], None));
         let related: Vec<ItemId> = l.related(1).into_iter().map(|x| x.0).collect();
         assert_eq!(related, vec![2, 3]);
+        assert_eq!(l.cluster_count(), 1);
         l.remove(2);
-        let related: Vec<(ItemId, Band)> = l.related(1);
-        assert!(related.iter().all(|(id, band)| *id != 3 || *band == Band::Possible), "{related:?}");
-        assert!(!related.iter().any(|(id, _)| *id == 2));
+        let related = l.related(1);
+        assert_eq!(related, vec![(3, Band::Possible)]);
+        assert_eq!(l.cluster_count(), 2);
     }
 
     #[test]
-    fn token_agreement_links_and_reinsert_replaces() {
+    fn a_new_revision_relinks_and_the_same_revision_does_not() {
         let mut l = Linker::new();
-        l.insert(1, &item("n1", "a", &[1, 2, 3, 4], Some(7)));
-        let links = l.insert(2, &item("n2", "b", &[1, 2, 3, 5], Some(7)));
-        assert_eq!(links, vec![(1, Band::Certain)]);
-        // re-publish b with a different CF and unrelated bits: the link goes away
-        let links = l.insert(2, &item("n2", "b", &[50, 60], Some(9)));
-        assert!(links.is_empty());
+        l.publish(1, &key("a"), 1, &enc(1, &[1, 2, 3, 4], Some(7)));
+        let ch = l.publish(2, &key("b"), 1, &enc(1, &[1, 2, 3, 5], Some(7)));
+        assert_eq!(ch, LinkChange::Relinked { removed: vec![], links: vec![(1, Band::Certain)] });
+        // Same revision again (a retry): nothing changes.
+        assert_eq!(l.publish(2, &key("b"), 1, &enc(1, &[1, 2, 3, 5], Some(7))), LinkChange::Unchanged);
+        // A new revision with another identity: the link goes.
+        let ch = l.publish(2, &key("b"), 2, &enc(1, &[50, 60], Some(9)));
+        assert_eq!(ch, LinkChange::Relinked { removed: vec![1], links: vec![] });
         assert!(l.related(1).is_empty());
-        assert_eq!(l.cluster_count(), 2);
+    }
+
+    #[test]
+    fn links_survive_a_key_rotation() {
+        let mut l = Linker::new();
+        l.publish(1, &key("a"), 1, &enc(1, &[1, 2, 3, 4], Some(7)));
+        l.publish(2, &key("b"), 1, &enc(1, &[1, 2, 3, 5], Some(7)));
+        // Epoch 2: completely different bits, same revisions → links kept, no relinking.
+        assert_eq!(l.publish(1, &key("a"), 1, &enc(2, &[90, 91], Some(8))), LinkChange::Unchanged);
+        assert_eq!(l.publish(2, &key("b"), 1, &enc(2, &[92, 93], Some(8))), LinkChange::Unchanged);
+        l.drop_epoch(1);
+        assert_eq!(l.related(1), vec![(2, Band::Certain)]);
+        // A newcomer under epoch 2 is compared with epoch-2 encodings only.
+        let ch = l.publish(3, &key("c"), 1, &enc(2, &[90, 91], Some(8)));
+        assert_eq!(ch, LinkChange::Relinked { removed: vec![], links: vec![(1, Band::Certain), (2, Band::Possible)] });
     }
 }

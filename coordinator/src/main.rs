@@ -107,6 +107,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{node}\t{n}");
             }
             println!("links\t{}", store.link_count());
+            for ((node, epoch), n) in store.counts_by_node_epoch()? {
+                println!("epoch {epoch}\t{node}\t{n}");
+            }
         }
     }
     Ok(())

@@ -45,18 +45,50 @@ pub struct Token {
     pub value: [u8; TOKEN_BYTES],
 }
 
-/// What the coordinator keeps of one published item.
+/// One item's encoding under one key epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredItem {
-    pub key: ItemKey,
+pub struct EpochEncoding {
     pub epoch: u32,
     #[serde(with = "hex::serde")]
     pub clk: Vec<u8>,
     pub tokens: Vec<Token>,
+}
+
+/// What the coordinator keeps of one published item: its encodings (one per key epoch it was
+/// published under), the identity revision they encode, and the relationship.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredItem {
+    pub key: ItemKey,
+    pub revision: u64,
+    pub encodings: Vec<EpochEncoding>,
     pub quality_flags: u32,
     pub relationship: RelationshipMeta,
     /// The holding entity's display name, from its certificate at publish time.
     #[serde(default)]
+    pub entity_name: String,
+}
+
+impl StoredItem {
+    pub fn encoding(&self, epoch: u32) -> Option<&EpochEncoding> {
+        self.encodings.iter().find(|e| e.epoch == epoch)
+    }
+
+    /// Adds or replaces the encoding of one epoch.
+    pub fn set_encoding(&mut self, enc: EpochEncoding) {
+        self.encodings.retain(|e| e.epoch != enc.epoch);
+        self.encodings.push(enc);
+        self.encodings.sort_by_key(|e| e.epoch);
+    }
+}
+
+/// One checked publication: an item's encoding under one epoch, with its relationship.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub key: ItemKey,
+    pub revision: u64,
+    pub encoding: EpochEncoding,
+    pub quality_flags: u32,
+    pub relationship: RelationshipMeta,
     pub entity_name: String,
 }
 
@@ -103,7 +135,7 @@ pub fn item_from_wire(
     epoch: u32,
     clk_bytes: usize,
     item: &v1::PublishedItem,
-) -> Result<StoredItem, String> {
+) -> Result<Publication, String> {
     vocab::check_reference(&item.reference)?;
     let enc = item.encoding.as_ref().ok_or("the identity encoding is missing")?;
     if enc.clk.len() != clk_bytes {
@@ -132,11 +164,10 @@ pub fn item_from_wire(
         tokens.push(Token { kind: t.kind, value });
     }
     let relationship = relationship_from_wire(item.relationship.as_ref(), node_entity)?;
-    Ok(StoredItem {
+    Ok(Publication {
         key: ItemKey { node: node.to_string(), reference: item.reference.clone() },
-        epoch,
-        clk: enc.clk.clone(),
-        tokens,
+        revision: item.revision,
+        encoding: EpochEncoding { epoch, clk: enc.clk.clone(), tokens },
         quality_flags: enc.quality_flags,
         relationship,
         entity_name: entity_name.to_string(),

@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::answer::{self, Candidate};
 use crate::audit::{Event, Record};
 use crate::config::CoordinatorConfig;
-use crate::linker::{ItemId, Linker};
+use crate::linker::{ItemId, LinkChange, Linker};
 use crate::model::{self, ItemKey, StoredItem};
 use crate::storage::Store;
 
@@ -69,12 +69,25 @@ impl Coordinator {
         let loaded = store.load()?;
         let mut linker = Linker::new();
         let mut items = HashMap::new();
-        for (id, item) in loaded.items {
+        let mut dropped = 0usize;
+        for (id, mut item) in loaded.items {
+            // Encodings of epochs no longer accepted are dropped (end of a key rotation);
+            // the links they established stay.
+            let before = item.encodings.len();
+            item.encodings.retain(|e| cfg.key_epochs.contains(&e.epoch));
+            if item.encodings.len() != before {
+                dropped += before - item.encodings.len();
+                store.put_item(id, &item, &[], &[])?;
+            }
             linker.restore(id, &item);
             items.insert(id, item);
         }
         for (a, b, band) in loaded.links {
             linker.restore_link(a, b, band);
+        }
+        if dropped > 0 {
+            store.flush()?;
+            tracing::info!(dropped, epochs = ?cfg.key_epochs, "encodings of retired key epochs dropped");
         }
         let audit_head = store.audit_head()?;
         tracing::info!(items = items.len(), "index rebuilt from storage");
@@ -134,7 +147,7 @@ impl Coordinator {
                 batch.items.len()
             )));
         }
-        let mut checked = Vec::with_capacity(batch.items.len());
+        let mut checked: Vec<model::Publication> = Vec::with_capacity(batch.items.len());
         for (i, item) in batch.items.iter().enumerate() {
             let stored = model::item_from_wire(&who.id, &who.display_name, entity_type, batch.key_epoch, self.clk_bytes, item)
                 .map_err(|e| Status::invalid_argument(format!("item {i} of batch {}: {e}", batch.batch_id)))?;
@@ -147,10 +160,11 @@ impl Coordinator {
                 return Ok(v1::PublishAck { batch_id: batch.batch_id, accepted, links_found: links });
             }
         }
+        let accepted = checked.len() as u32;
         let mut state = self.lock();
         let mut links_found = 0u32;
-        for item in &checked {
-            let id = match state.linker.id_of(&item.key) {
+        for p in checked {
+            let id = match state.linker.id_of(&p.key) {
                 Some(id) => id,
                 None => {
                     let id = state.next_id;
@@ -158,13 +172,31 @@ impl Coordinator {
                     id
                 }
             };
-            let old = state.linker.remove(id);
-            let links = state.linker.insert(id, item);
-            links_found += links.len() as u32;
-            self.store.put_item(id, item, &old, &links).map_err(internal)?;
-            state.items.insert(id, item.clone());
+            let change = state.linker.publish(id, &p.key, p.revision, &p.encoding);
+            let mut item = match state.items.remove(&id) {
+                Some(existing) if existing.revision == p.revision => existing,
+                _ => StoredItem {
+                    key: p.key.clone(),
+                    revision: p.revision,
+                    encodings: Vec::new(),
+                    quality_flags: p.quality_flags,
+                    relationship: p.relationship.clone(),
+                    entity_name: p.entity_name.clone(),
+                },
+            };
+            item.set_encoding(p.encoding);
+            item.quality_flags = p.quality_flags;
+            item.relationship = p.relationship;
+            item.entity_name = p.entity_name;
+            match &change {
+                LinkChange::Relinked { removed, links } => {
+                    links_found += links.len() as u32;
+                    self.store.put_item(id, &item, removed, links).map_err(internal)?;
+                }
+                LinkChange::Unchanged => self.store.put_item(id, &item, &[], &[]).map_err(internal)?,
+            }
+            state.items.insert(id, item);
         }
-        let accepted = checked.len() as u32;
         self.store.put_batch_ack(&who.id, batch.batch_id, accepted, links_found).map_err(internal)?;
         self.store.flush().map_err(internal)?;
         drop(state);
@@ -291,6 +323,18 @@ impl Coordinator {
             caller_id: who.id.clone(),
             caller_role: who.role.name().to_string(),
         }
+    }
+
+    /// Items stored per node and key epoch.
+    pub fn epochs(&self) -> std::collections::BTreeMap<(String, u32), usize> {
+        let state = self.lock();
+        let mut m = std::collections::BTreeMap::new();
+        for item in state.items.values() {
+            for e in &item.encodings {
+                *m.entry((item.key.node.clone(), e.epoch)).or_insert(0) += 1;
+            }
+        }
+        m
     }
 
     /// Items indexed and persons (clusters) they form.

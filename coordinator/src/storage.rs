@@ -206,6 +206,19 @@ impl Store {
         Ok(())
     }
 
+    /// Counts of stored encodings per node and key epoch.
+    pub fn counts_by_node_epoch(&self) -> Result<std::collections::BTreeMap<(String, u32), usize>> {
+        let mut m = std::collections::BTreeMap::new();
+        for kv in self.items.iter() {
+            let (_, v) = kv?;
+            let row: ItemRow = serde_json::from_slice(&v)?;
+            for e in &row.item.encodings {
+                *m.entry((row.item.key.node.clone(), e.epoch)).or_insert(0) += 1;
+            }
+        }
+        Ok(m)
+    }
+
     /// Counts of stored items per node.
     pub fn counts_by_node(&self) -> Result<std::collections::BTreeMap<String, usize>> {
         let mut m = std::collections::BTreeMap::new();

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ponte_proto::v1::federation_client::FederationClient;
-use ponte_proto::v1::{self, ExactToken, IdentityEncoding, PublishBatch, PublishedItem, Relationship};
+use ponte_proto::v1::{self, ExactToken, FieldFilter, IdentityEncoding, PublishBatch, PublishedItem, Relationship};
 use ponte_proto::vocab;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::encode::Encoder;
 use crate::node::Node;
 use crate::store::{LocalRelationship, OutboxOp};
 
@@ -91,23 +92,31 @@ fn wire_relationship(node: &Node, r: &LocalRelationship) -> Result<Relationship>
 
 /// Builds the wire item of a relationship: its record's encoding and closed-vocabulary metadata.
 /// Nothing else about the person is read.
-pub fn published_item(node: &Node, r: &LocalRelationship) -> Result<Option<PublishedItem>> {
+pub fn published_item(node: &Node, encoder: &Encoder, r: &LocalRelationship) -> Result<Option<PublishedItem>> {
     let Some(record) = node.store.get_record(&r.record_id)? else { return Ok(None) };
-    let tokens = record
-        .tokens
-        .iter()
-        .map(|(kind, hex_value)| Ok(ExactToken { kind: *kind, value: hex::decode(hex_value)? }))
-        .collect::<Result<Vec<_>>>()?;
+    let enc = encoder.encode(&record.identity);
     Ok(Some(PublishedItem {
         reference: r.reference.clone(),
         encoding: Some(IdentityEncoding {
-            clk: record.clk.clone(),
-            tokens,
-            quality_flags: record.identity.flags.0,
-            field_filters: vec![],
+            clk: enc.clk,
+            tokens: enc.tokens.iter().map(|(k, t)| ExactToken { kind: *k as i32, value: t.to_vec() }).collect(),
+            quality_flags: enc.quality_flags,
+            field_filters: Vec::<FieldFilter>::new(), // FIELD_FILTERS_PENDING
         }),
         relationship: Some(wire_relationship(node, r)?),
+        revision: record.revision,
     }))
+}
+
+/// A batch id that is the same for a retry of the same outbox slice under the same epoch, and
+/// different otherwise.
+fn batch_id(first_seq: u64, count: usize, epoch: u32) -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(first_seq.to_be_bytes());
+    h.update((count as u64).to_be_bytes());
+    h.update(epoch.to_be_bytes());
+    u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
 }
 
 /// What one publish run did.
@@ -130,7 +139,7 @@ pub async fn publish_outbox(
     let mut out = PublishOutcome::default();
     let batch_size = node.config.sync.batch_size;
     let fingerprint = node.schema.fingerprint();
-    let epoch = crate::secret::LinkageSecret::load(&node.config.secret_file).map_err(anyhow::Error::msg)?.epoch;
+    let encoders = node.encoders()?;
     loop {
         let head = node.store.outbox_head(batch_size)?;
         if head.is_empty() {
@@ -148,29 +157,37 @@ pub async fn publish_outbox(
             continue;
         }
         let mut seqs = Vec::new();
-        let mut items = Vec::new();
+        let mut relationships = Vec::new();
         for (seq, op) in &head {
             match op {
                 OutboxOp::Upsert { relationship_id } => {
                     seqs.push(*seq);
                     if let Some(rel) = node.store.get_relationship(relationship_id)? {
-                        if let Some(item) = published_item(node, &rel)? {
-                            items.push(item);
-                        }
+                        relationships.push(rel);
                     }
                 }
                 OutboxOp::Withdraw { .. } => break,
             }
         }
-        let batch_id = (seqs[0] << 16) | seqs.len() as u64;
-        if !items.is_empty() {
+        // The same changes under every configured key epoch; the outbox entries go only when
+        // every epoch's batch is acknowledged.
+        for encoder in &encoders {
+            let mut items = Vec::with_capacity(relationships.len());
+            for rel in &relationships {
+                if let Some(item) = published_item(node, encoder, rel)? {
+                    items.push(item);
+                }
+            }
+            if items.is_empty() {
+                continue;
+            }
             let n = items.len() as u64;
             let ack = client
                 .publish(PublishBatch {
                     node_id: node.config.node_id.clone(),
                     schema_fingerprint: fingerprint.0.to_vec(),
-                    key_epoch: epoch,
-                    batch_id,
+                    key_epoch: encoder.epoch,
+                    batch_id: batch_id(seqs[0], seqs.len(), encoder.epoch),
                     items,
                 })
                 .await

@@ -33,6 +33,10 @@ pub struct NodeConfig {
     /// File holding the federation's linkage secret (hex). Never sent anywhere.
     #[serde(default = "default_secret_file")]
     pub secret_file: PathBuf,
+    /// Further linkage secrets (other key epochs) to publish under as well, during a key
+    /// rotation. Empty outside rotations.
+    #[serde(default)]
+    pub extra_secret_files: Vec<PathBuf>,
     /// Optional linkage schema file; the built-in default schema is used when absent.
     #[serde(default)]
     pub schema_file: Option<PathBuf>,
@@ -254,6 +258,9 @@ impl NodeConfig {
         };
         fix(&mut self.data_dir);
         fix(&mut self.secret_file);
+        for p in &mut self.extra_secret_files {
+            fix(p);
+        }
         fix(&mut self.tls.ca);
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);

@@ -43,6 +43,8 @@ enum Cmd {
     },
     /// Sends queued changes to the coordinator once, then exits.
     Publish,
+    /// Queues every relationship for publishing again (after a key epoch is added).
+    Republish,
     /// Erases a record: removes it here and its encodings and relationships at the coordinator.
     Withdraw { record_id: String },
     /// Asks the coordinator who else takes care of the person of a local record.
@@ -94,6 +96,17 @@ enum RecordsCmd {
 
 #[derive(Subcommand)]
 enum SecretCmd {
+    /// Generates the next epoch's secret from the current secret file's epoch (key rotation).
+    /// Rotation: the coordinator accepts both epochs; each node lists the new secret as
+    /// `secret_file` and the old one in `extra_secret_files`, runs `republish` and `publish`;
+    /// once every node has moved, the coordinator drops the old epoch and the nodes remove it.
+    Rotate {
+        /// The current secret file.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Generates a new linkage secret file (the federation's key custodian does this once per
     /// epoch and distributes it to the nodes out of band; never to the coordinator).
     Generate {
@@ -137,6 +150,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             LinkageSecret::generate(*epoch).save(out).with_context(|| format!("writing {}", out.display()))?;
             println!("wrote a new linkage secret for epoch {epoch} to {} (mode 600)", out.display());
+        }
+        Cmd::Secret { cmd: SecretCmd::Rotate { from, out } } => {
+            let current = LinkageSecret::load(from).map_err(anyhow::Error::msg)?;
+            if out.exists() {
+                anyhow::bail!("{} exists; choose another file for the new epoch's secret", out.display());
+            }
+            let next = current.epoch.checked_add(1).context("the epoch counter is exhausted")?;
+            LinkageSecret::generate(next).save(out).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote the secret of key epoch {next} to {} (epoch {} stays valid until every node has moved)", out.display(), current.epoch);
+        }
+        Cmd::Republish => {
+            let node = load(&cli)?;
+            let n = node.republish_all()?;
+            println!("{n} relationship(s) queued for publishing (run `ponte-node publish`)");
         }
         Cmd::Schema { cmd: SchemaCmd::Check { file } } => {
             let schema = match file {

@@ -38,28 +38,47 @@ impl Node {
         Ok(Node { config, store, schema })
     }
 
-    pub fn encoder(&self) -> Result<Encoder> {
-        let secret = LinkageSecret::load(&self.config.secret_file).map_err(anyhow::Error::msg)?;
-        Ok(Encoder::new(&secret, &self.schema))
+    /// One encoder per configured key epoch: the current secret first, then any extra ones
+    /// (during a rotation). Loading checks every secret file.
+    pub fn encoders(&self) -> Result<Vec<Encoder>> {
+        let mut out: Vec<Encoder> = Vec::new();
+        for path in std::iter::once(&self.config.secret_file).chain(&self.config.extra_secret_files) {
+            let secret = LinkageSecret::load(path).map_err(anyhow::Error::msg)?;
+            if out.iter().any(|e| e.epoch == secret.epoch) {
+                anyhow::bail!("two configured secret files are both for key epoch {}: {}", secret.epoch, path.display());
+            }
+            out.push(Encoder::new(&secret, &self.schema));
+        }
+        Ok(out)
+    }
+
+    /// Queues every relationship for publishing again (after adding a key epoch).
+    pub fn republish_all(&self) -> Result<usize> {
+        let mut n = 0;
+        for r in self.store.relationships() {
+            self.store.enqueue(&OutboxOp::Upsert { relationship_id: r?.relationship_id })?;
+            n += 1;
+        }
+        self.store.flush()?;
+        Ok(n)
     }
 
     /// Imports an export file: new and changed rows are stored, encoded and queued for publishing.
     pub fn import_file(&self, path: &Path, progress: impl Fn(u64)) -> Result<ImportReport> {
-        let encoder = self.encoder()?;
+        // Fail early, before anything is stored, if a secret is missing or unreadable.
+        self.encoders()?;
         let file = std::fs::File::open(path).with_context(|| format!("cannot open the export {}", path.display()))?;
         let (rows, report) = read_export(std::io::BufReader::new(file), &path.display().to_string(), &self.config.import)
             .map_err(|e| anyhow::anyhow!(e.0))?;
         for (i, row) in rows.iter().enumerate() {
-            let enc = encoder.encode(&row.identity);
-            let record = LocalRecord {
-                record_id: row.record_id.clone(),
-                identity: row.identity.clone(),
-                clk: enc.clk,
-                tokens: enc.tokens.iter().map(|(k, t)| (*k as i32, hex::encode(t))).collect(),
-                key_epoch: encoder.epoch,
-            };
-            let record_changed = self.store.get_record(&row.record_id)?.as_ref() != Some(&record);
+            let previous = self.store.get_record(&row.record_id)?;
+            let record_changed = previous.as_ref().is_none_or(|p| p.identity != row.identity);
             if record_changed {
+                let record = LocalRecord {
+                    record_id: row.record_id.clone(),
+                    identity: row.identity.clone(),
+                    revision: previous.map(|p| p.revision + 1).unwrap_or(1),
+                };
                 self.store.put_record(&record)?;
             }
             let existing = self.store.get_relationship(&row.relationship_id)?;

@@ -14,16 +14,14 @@ use crate::normalise::NormalisedIdentity;
 
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// A person record as the entity exported it, normalised, with its encoding.
+/// A person record as the entity exported it, normalised. It is encoded when published, under
+/// every key epoch the node is configured with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LocalRecord {
     pub record_id: String,
     pub identity: NormalisedIdentity,
-    #[serde(with = "hex::serde")]
-    pub clk: Vec<u8>,
-    /// (wire token kind, keyed token)
-    pub tokens: Vec<(i32, String)>,
-    pub key_epoch: u32,
+    /// Raised each time the identity changes; travels with the encodings.
+    pub revision: u64,
 }
 
 /// A care relationship at this entity.

@@ -175,6 +175,7 @@ pub fn write_node_config(
         coordinator: format!("https://{coordinator}"),
         data_dir: dir.join("data"),
         secret_file: secret.to_path_buf(),
+        extra_secret_files: Vec::new(),
         schema_file: None,
         tls: ponte_node::config::TlsConfig {
             ca: certs.join("ca.pem"),

@@ -31,7 +31,7 @@ pub struct Federation {
 }
 
 /// Node ids used by the tests.
-pub const NODES: [(&str, &str, &str); 2] = [("asl-lecce", "asl", "ASL Lecce"), ("comune-lecce", "comune", "Comune di Lecce")];
+pub const NODES: [(&str, &str, &str); 4] = ponte_sim::demo::DEMO_NODES;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -93,6 +93,18 @@ impl Federation {
         Command::new(bin_dir().join("ponte-coordinator")).args(args).output().unwrap()
     }
 
+    /// Rewrites the coordinator's accepted key epochs (takes effect at the next start).
+    pub fn set_coordinator_epochs(&self, epochs: &[u32]) {
+        let text = std::fs::read_to_string(&self.coordinator_config).unwrap();
+        let list = epochs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
+        let text: String = text
+            .lines()
+            .map(|l| if l.starts_with("key_epochs") { format!("key_epochs = [{list}]") } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&self.coordinator_config, text + "\n").unwrap();
+    }
+
     pub fn coordinator_data(&self) -> PathBuf {
         self.coordinator_dir.join("data")
     }
@@ -104,7 +116,7 @@ impl Federation {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('\t'))
-            .filter(|(k, _)| *k != "links")
+            .filter(|(k, _)| *k != "links" && !k.starts_with("epoch"))
             .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
             .collect()
     }
@@ -135,6 +147,30 @@ impl Default for Federation {
     fn default() -> Self {
         Federation::new()
     }
+}
+
+/// Changes a node configuration file in place.
+pub fn edit_node_config(path: &Path, f: impl FnOnce(&mut ponte_node::config::NodeConfig)) {
+    let mut cfg = ponte_node::config::NodeConfig::load(path).unwrap();
+    f(&mut cfg);
+    std::fs::write(path, toml::to_string_pretty(&cfg).unwrap()).unwrap();
+}
+
+/// Every who-else answer of a node for all its open relationships, without receipts, sorted.
+pub fn all_answers(config: &Path) -> Vec<String> {
+    let o = node(config, &["--json", "who-else", "--all", "--operator", "op-test"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut j: serde_json::Value = serde_json::from_str(l).unwrap();
+            j.as_object_mut().unwrap().remove("receipt");
+            j.to_string()
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Runs ponte-node; returns the whole output.
