@@ -389,9 +389,29 @@ async fn serve(node: &Node) -> Result<()> {
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {},
-            _ = tokio::signal::ctrl_c() => { tracing::info!("stopping"); return Ok(()); }
+            _ = stop_signal() => { tracing::info!("stopping"); return Ok(()); }
         }
     }
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn count_lines(path: &std::path::Path) -> u64 {

@@ -42,6 +42,11 @@ use sha2::{Digest, Sha256};
 /// The schema every federation starts from (`proto/schemas/default.toml`).
 pub const DEFAULT_SCHEMA_TOML: &str = include_str!("../schemas/default.toml");
 
+/// An example hardened profile (`proto/schemas/hardened.toml`): name fields salted with the year
+/// of birth, field-level filters for surname and given names, Rule 90, BLIP and balancing. For
+/// measuring in the simulator; not the federation's default.
+pub const HARDENED_EXAMPLE_SCHEMA_TOML: &str = include_str!("../schemas/hardened.toml");
+
 /// Largest schema file accepted.
 pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 
@@ -487,9 +492,6 @@ impl LinkageSchema {
 mod tests {
     use super::*;
 
-    /// The example hardened profile shipped next to the default.
-    const HARDENED_TOML: &str = include_str!("../schemas/hardened.toml");
-
     #[test]
     fn default_schema_is_valid_and_fingerprint_is_stable() {
         let s = LinkageSchema::default_schema();
@@ -513,7 +515,7 @@ mod tests {
 
     #[test]
     fn hardened_profile_is_valid_and_its_lengths_are_derived() {
-        let s = LinkageSchema::parse(HARDENED_TOML).unwrap();
+        let s = LinkageSchema::parse(HARDENED_EXAMPLE_SCHEMA_TOML).unwrap();
         assert!(s.hardening.balance && !s.hardening.xor_fold);
         assert_eq!(s.hardening.rule90_rounds, 1);
         assert_eq!(s.hardening.blip_probability, 0.02);

@@ -398,3 +398,34 @@ fn queued_changes_survive_a_down_coordinator_and_a_sigkill_mid_publish() {
     fed.stop_coordinator();
     assert_eq!(fed.stored_items().get("asl-lecce").copied().unwrap_or(0) as u64, total);
 }
+
+#[test]
+fn serve_publishes_queued_changes_once_the_coordinator_is_back() {
+    let mut fed = Federation::new();
+    let cfg = fed.node_config("asl-lecce", &default_import());
+    edit_node_config(&cfg, |c| c.sync.interval_secs = 1);
+    let e = small_export(fed.dir.path(), "asl.csv", &rossi_rows());
+    let o = node(&cfg, &["import", &e.to_string_lossy()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut serve = std::process::Command::new(bin_dir().join("ponte-node"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    fed.start_coordinator();
+    // The sync loop retries with back-off (at most a few seconds here); wait for the items.
+    let start = Instant::now();
+    while !fed.coordinator_logs().contains("batch stored") && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ponte_sim::demo::terminate(&mut serve);
+    let o = node(&cfg, &["--json", "status"]);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["queued"], 0, "{s}");
+    fed.stop_coordinator();
+    assert_eq!(fed.stored_items().get("asl-lecce").copied(), Some(3));
+}
