@@ -212,7 +212,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Report => {
             let node = load(&cli)?;
             match node.store.last_report()? {
-                Some(r) => println!("{}", String::from_utf8_lossy(&r)),
+                Some(r) if cli.json => println!("{}", String::from_utf8_lossy(&r)),
+                Some(r) => {
+                    let v: serde_json::Value = serde_json::from_slice(&r)?;
+                    println!(
+                        "{}: {} rows read, {} imported ({} with doubts), {} rejected",
+                        v["file"].as_str().unwrap_or("?"),
+                        v["rows_read"],
+                        v["rows_imported"],
+                        v["rows_doubtful"],
+                        v["rows_rejected"]
+                    );
+                    for p in v["problems"].as_array().into_iter().flatten() {
+                        println!(
+                            "  line {:>6}  {:<9} {:<15} {}",
+                            p["line"],
+                            p["severity"].as_str().unwrap_or(""),
+                            p["field"].as_str().unwrap_or(""),
+                            p["reason"].as_str().unwrap_or("")
+                        );
+                    }
+                    println!("  by kind:");
+                    for (kind, n) in v["counts"].as_object().into_iter().flatten() {
+                        println!("  {n:>6}  {kind}");
+                    }
+                }
                 None => println!("no import yet"),
             }
         }
