@@ -7,9 +7,7 @@
 use ponte_node::normalise::BirthDate;
 
 /// The date formats an export may declare (strftime style, as `ImportConfig::date_format`).
-pub const DATE_FORMATS: [&str; 6] = [
-    "%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%d/%m/%y",
-];
+pub use ponte_node::normalise::dates::ACCEPTED_FORMATS as DATE_FORMATS;
 
 pub fn date(year: u16, month: u8, day: u8) -> BirthDate {
     debug_assert!(
@@ -19,19 +17,7 @@ pub fn date(year: u16, month: u8, day: u8) -> BirthDate {
     BirthDate { year, month, day }
 }
 
-pub fn is_leap(year: u16) -> bool {
-    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
-}
-
-pub fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
+pub use ponte_node::normalise::dates::{days_in_month, is_leap_year as is_leap};
 
 pub fn is_valid(year: u16, month: u8, day: u8) -> bool {
     (1..=9999).contains(&year)
