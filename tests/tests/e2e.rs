@@ -429,3 +429,31 @@ fn serve_publishes_queued_changes_once_the_coordinator_is_back() {
     fed.stop_coordinator();
     assert_eq!(fed.stored_items().get("asl-lecce").copied(), Some(3));
 }
+
+#[test]
+fn published_messages_carry_no_clear_personal_data() {
+    let fed = Federation::new();
+    let cfg = fed.node_config("asl-lecce", &default_import());
+    let e = small_export(fed.dir.path(), "asl.csv", &rossi_rows());
+    let o = node(&cfg, &["import", &e.to_string_lossy()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let n = ponte_node::node::Node::open(ponte_node::config::NodeConfig::load(&cfg).unwrap()).unwrap();
+    let encoder = &n.encoders().unwrap()[0];
+    let needles = ["ROSSI", "Rossi", "MARIO", "Mario", "QUARTA", "Quarta", "ADDOLORATA", "Greco", "GRECO", "COSIMO",
+        "1940-02-11", "19400211", "11/02/1940", "1935-07-30", "1950-12-01", "Lecce", "LECCE", "Galatina", "Maglie", "E506", "D862"];
+    let cf = cf("Rossi", "Mario", Sex::M, 1940, 2, 11, "E506");
+    let mut items = 0;
+    for rel in n.store.relationships() {
+        let rel = rel.unwrap();
+        let item = ponte_node::client::published_item(&n, encoder, &rel).unwrap().unwrap();
+        let bytes = prost::Message::encode_to_vec(&item);
+        for needle in needles.iter().copied().chain([cf.as_str()]) {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in a published item");
+        }
+        // Only the opaque reference is a string, and it is random hex.
+        assert!(item.reference.len() == 32 && item.reference.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(item.reference, rel.relationship_id);
+        items += 1;
+    }
+    assert_eq!(items, 3);
+}
