@@ -127,15 +127,33 @@ pub fn relationship_from_wire(r: Option<&v1::Relationship>, node_entity: v1::Ent
     })
 }
 
+/// The lengths the linkage schema gives to published filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodingShape {
+    pub clk_bytes: usize,
+    /// (field, bytes) of each field-level filter.
+    pub field_filters: Vec<(String, usize)>,
+}
+
+impl EncodingShape {
+    pub fn of(schema: &ponte_proto::schema::LinkageSchema) -> EncodingShape {
+        EncodingShape {
+            clk_bytes: schema.clk_bytes(),
+            field_filters: schema.field_filter_bytes().into_iter().map(|(f, b)| (f.to_string(), b)).collect(),
+        }
+    }
+}
+
 /// A checked item from the wire.
 pub fn item_from_wire(
     node: &str,
     entity_name: &str,
     node_entity: v1::EntityType,
     epoch: u32,
-    clk_bytes: usize,
+    shape: &EncodingShape,
     item: &v1::PublishedItem,
 ) -> Result<Publication, String> {
+    let clk_bytes = shape.clk_bytes;
     vocab::check_reference(&item.reference)?;
     let enc = item.encoding.as_ref().ok_or("the identity encoding is missing")?;
     if enc.clk.len() != clk_bytes {
@@ -149,6 +167,15 @@ pub fn item_from_wire(
     }
     if enc.field_filters.len() > MAX_FIELD_FILTERS {
         return Err(format!("{} field filters; at most {MAX_FIELD_FILTERS}", enc.field_filters.len()));
+    }
+    for f in &enc.field_filters {
+        match shape.field_filters.iter().find(|(name, _)| *name == f.field) {
+            Some((_, len)) if *len == f.bits.len() => {}
+            Some((_, len)) => {
+                return Err(format!("the field filter {:?} is {} bytes; the linkage schema says {len}", f.field, f.bits.len()));
+            }
+            None => return Err(format!("the linkage schema has no field filter {:?}", f.field.chars().take(64).collect::<String>())),
+        }
     }
     let mut tokens = Vec::with_capacity(enc.tokens.len());
     for t in &enc.tokens {

@@ -38,7 +38,7 @@ pub struct Coordinator {
     store: Store,
     state: Mutex<State>,
     fingerprint: Fingerprint,
-    clk_bytes: usize,
+    shape: model::EncodingShape,
     epochs: Vec<u32>,
     /// Batches recently applied: a membership pre-filter (the `bloomfilter` crate) in front of
     /// the stored acks, so that fresh batches skip the store lookup. A false positive only
@@ -95,7 +95,7 @@ impl Coordinator {
             store,
             state: Mutex::new(State { linker, items, next_id: loaded.next_id, audit_head }),
             fingerprint: schema.fingerprint(),
-            clk_bytes: schema.clk_bytes(),
+            shape: model::EncodingShape::of(schema),
             epochs: cfg.key_epochs.clone(),
             recent_batches: Mutex::new(
                 bloomfilter::Bloom::new_for_fp_rate(100_000, 0.01).expect("valid bloom parameters"),
@@ -149,7 +149,7 @@ impl Coordinator {
         }
         let mut checked: Vec<model::Publication> = Vec::with_capacity(batch.items.len());
         for (i, item) in batch.items.iter().enumerate() {
-            let stored = model::item_from_wire(&who.id, &who.display_name, entity_type, batch.key_epoch, self.clk_bytes, item)
+            let stored = model::item_from_wire(&who.id, &who.display_name, entity_type, batch.key_epoch, &self.shape, item)
                 .map_err(|e| Status::invalid_argument(format!("item {i} of batch {}: {e}", batch.batch_id)))?;
             checked.push(stored);
         }

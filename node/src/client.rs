@@ -101,7 +101,7 @@ pub fn published_item(node: &Node, encoder: &Encoder, r: &LocalRelationship) -> 
             clk: enc.clk,
             tokens: enc.tokens.iter().map(|(k, t)| ExactToken { kind: *k as i32, value: t.to_vec() }).collect(),
             quality_flags: enc.quality_flags,
-            field_filters: Vec::<FieldFilter>::new(), // FIELD_FILTERS_PENDING
+            field_filters: enc.field_filters.into_iter().map(|(field, bits)| FieldFilter { field, bits }).collect(),
         }),
         relationship: Some(wire_relationship(node, r)?),
         revision: record.revision,

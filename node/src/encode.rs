@@ -262,12 +262,13 @@ struct FeatureEncoder {
     field_filter: Option<usize>,
 }
 
-/// The hardening of one filter: its length before hardening, its BLIP label and its balancing
-/// permutation of the 2n' positions (n' after folding).
+/// The hardening of one filter: its length before hardening, its BLIP label and, when balancing,
+/// where each of the 2n' positions (n' after folding) of `b ‖ ¬b` goes: the inverse of the
+/// balancing permutation.
 struct FilterPlan {
     bits: u32,
     blip_label: Vec<u8>,
-    permutation: Option<Vec<u16>>,
+    balance_destinations: Option<Vec<u16>>,
 }
 
 struct FieldFilterEncoder {
@@ -375,7 +376,7 @@ fn blip_gap_table(p: f64, max_len: usize) -> Vec<u64> {
     let mut table = Vec::with_capacity(max_len);
     let mut t = ONE;
     while table.len() < max_len {
-        t = t * keep >> 32;
+        t = ((t as u128 * keep as u128) >> 32) as u64;
         if t == 0 {
             break;
         }
@@ -387,7 +388,7 @@ fn blip_gap_table(p: f64, max_len: usize) -> Vec<u64> {
 /// XOR-fold: bit `i` becomes `b[i] ^ b[i + n/2]`; halves the length.
 fn xor_fold(words: &mut Words) {
     let half = words.len() / 2;
-    debug_assert!(half > 0 && words.len() % 2 == 0);
+    debug_assert!(half > 0 && words.len().is_multiple_of(2));
     for i in 0..half {
         words[i] ^= words[i + half];
     }
@@ -425,18 +426,31 @@ fn blip(words: &mut [u64], gaps: &[u64], stream: &mut PrfStream) {
     }
 }
 
-/// Balancing: `out[j] = (b ‖ ¬b)[perm[j]]`; exactly half the output bits are set.
-fn balance(words: &[u64], perm: &[u16]) -> Words {
+/// Balancing: `out[j] = (b ‖ ¬b)[perm[j]]`; exactly half the output bits are set. `dest` is the
+/// inverse of `perm` (`dest[perm[j]] = j`), so only the n set bits of `b ‖ ¬b` are visited.
+fn balance(words: &[u64], dest: &[u16]) -> Words {
     let n = words.len();
-    debug_assert_eq!(perm.len(), 2 * n * 64);
-    let doubled: Words = words.iter().copied().chain(words.iter().map(|w| !w)).collect();
+    debug_assert_eq!(dest.len(), 2 * n * 64);
     let mut out = vec![0u64; 2 * n];
-    for (j, &src) in perm.iter().enumerate() {
-        let src = src as usize;
-        let bit = (doubled[src / 64] >> (src % 64)) & 1;
-        out[j / 64] |= bit << (j % 64);
+    for (i, w) in words.iter().copied().chain(words.iter().map(|w| !w)).enumerate() {
+        let mut rest = w;
+        while rest != 0 {
+            let src = i * 64 + rest.trailing_zeros() as usize;
+            let j = dest[src] as usize;
+            out[j / 64] |= 1 << (j % 64);
+            rest &= rest - 1;
+        }
     }
     out
+}
+
+/// The inverse of a permutation.
+fn inverse(perm: &[u16]) -> Vec<u16> {
+    let mut inv = vec![0u16; perm.len()];
+    for (j, &p) in perm.iter().enumerate() {
+        inv[p as usize] = j as u16;
+    }
+    inv
 }
 
 fn to_bytes(words: &[u64]) -> Vec<u8> {
@@ -459,9 +473,9 @@ impl Encoder {
         let salted = |name: &str| h.salt_with_birth_year.iter().any(|s| s == name);
         let plan = |bits: u32, label: String, balance_info: String| FilterPlan {
             bits,
-            permutation: h.balance.then(|| {
+            balance_destinations: h.balance.then(|| {
                 let len = if h.xor_fold { bits / 2 } else { bits } as usize * 2;
-                balance_permutation(derive(secret, &balance_info), len)
+                inverse(&balance_permutation(derive(secret, &balance_info), len))
             }),
             blip_label: label.into_bytes(),
         };
@@ -538,7 +552,7 @@ impl Encoder {
             }
         }
 
-        let hardened = self.xor_fold || self.rule90_rounds > 0 || self.blip.is_some() || self.clk.permutation.is_some();
+        let hardened = self.xor_fold || self.rule90_rounds > 0 || self.blip.is_some() || self.clk.balance_destinations.is_some();
         let (clk, field_filters) = if hardened {
             let seed = self.blip.as_ref().map(|b| {
                 let mut m = b.seed_key.clone();
@@ -588,8 +602,8 @@ impl Encoder {
             base.update(seed);
             blip(&mut words, &b.gaps, &mut PrfStream::new(base));
         }
-        match &plan.permutation {
-            Some(perm) => to_bytes(&balance(&words, perm)),
+        match &plan.balance_destinations {
+            Some(dest) => to_bytes(&balance(&words, dest)),
             None => to_bytes(&words),
         }
     }
@@ -641,3 +655,553 @@ pub fn feature_values(id: &NormalisedIdentity, feature: &str) -> Vec<String> {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalise::{BirthDate, QualityFlags};
+    use ponte_proto::bits::{dice, popcount};
+    use ponte_proto::schema::HARDENED_EXAMPLE_SCHEMA_TOML;
+    use proptest::prelude::*;
+
+    fn secret() -> LinkageSecret {
+        LinkageSecret::from_bytes(1, [7u8; 32])
+    }
+
+    fn default_schema() -> LinkageSchema {
+        LinkageSchema::default_schema()
+    }
+
+    fn hardened_schema() -> LinkageSchema {
+        LinkageSchema::parse(HARDENED_EXAMPLE_SCHEMA_TOML).unwrap()
+    }
+
+    fn mario() -> NormalisedIdentity {
+        NormalisedIdentity {
+            surname: "ROSSI".into(),
+            surname_tokens: vec!["ROSSI".into()],
+            given_names: vec!["MARIO".into()],
+            sex: Some(Sex::M),
+            birth_date: Some(BirthDate { year: 1979, month: 2, day: 11 }),
+            birthplace: Some("C566".into()),
+            codice_fiscale: Some("RSSMRA79B11C566R".into()),
+            flags: QualityFlags(0),
+            ..Default::default()
+        }
+    }
+
+    /// Double surname, married surname, two given names, an ANPR id.
+    fn maria_grazia() -> NormalisedIdentity {
+        NormalisedIdentity {
+            surname: "DEGIORGIROSSI".into(),
+            surname_tokens: vec!["DEGIORGI".into(), "ROSSI".into()],
+            surname_alias: Some("BIANCHI".into()),
+            given_names: vec!["MARIA".into(), "GRAZIA".into()],
+            given_name_canonical: None,
+            sex: Some(Sex::F),
+            birth_date: Some(BirthDate { year: 1950, month: 7, day: 3 }),
+            birthplace: Some("E506".into()),
+            codice_fiscale: Some("DGRMGR50L43E506U".into()),
+            other_ids: vec![(OtherIdKind::IdAnpr, "AB12345CD".into())],
+            flags: QualityFlags(QualityFlags::SURNAME_ALIAS_PRESENT),
+        }
+    }
+
+    /// Foreign-born with an STP code and no birth date: salted fields stay unsalted.
+    fn arben() -> NormalisedIdentity {
+        NormalisedIdentity {
+            surname: "HOXHA".into(),
+            surname_tokens: vec!["HOXHA".into()],
+            given_names: vec!["ARBEN".into()],
+            sex: Some(Sex::M),
+            birthplace: Some("Z100".into()),
+            other_ids: vec![(OtherIdKind::Stp, "STP1234567890123".into())],
+            flags: QualityFlags(QualityFlags::CF_MISSING | QualityFlags::DATE_MISSING | QualityFlags::FOREIGN_BORN),
+            ..Default::default()
+        }
+    }
+
+    /// SHA-256 over the CLK, then each token (kind byte ‖ 32 bytes), then each field filter
+    /// (name ‖ 0x00 ‖ bits). Without field filters it is the digest the first release committed.
+    fn digest(enc: &Encoding) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(&enc.clk);
+        for (k, t) in &enc.tokens {
+            h.update([*k as u8]);
+            h.update(t);
+        }
+        for (name, bits) in &enc.field_filters {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(bits);
+        }
+        hex::encode(h.finalize())
+    }
+
+    #[test]
+    fn golden_vector() {
+        // Fixed secret + default schema + record → exact bytes. A change that alters any
+        // encoding must fail here: encodings of different versions must never mix silently.
+        let enc = Encoder::new(&secret(), &default_schema()).encode(&mario());
+        assert_eq!(enc.clk.len(), 128);
+        assert!(enc.field_filters.is_empty());
+        assert_eq!(digest(&enc), GOLDEN_MARIO, "the encoding of the golden record changed");
+    }
+
+    const GOLDEN_MARIO: &str = "b26b20216aef926a9af79aed2490e0b8a19dbc660af2bcbaa2be191c82fa4404";
+
+    /// Golden digests of mario, maria_grazia and arben under the default schema.
+    const GOLDEN_DEFAULT: [&str; 3] = [
+        GOLDEN_MARIO,
+        "b87baec812cc9dd6fc895f324c43c6830763c99908fe53c5f9f1f2faa148e68b",
+        "e5e6e9d673f906300ff2e533ed9ad370756f985a44b4f6d6a375a974de6a384a",
+    ];
+    /// The same records under `proto/schemas/hardened.toml`.
+    const GOLDEN_HARDENED: [&str; 3] = [
+        "a274a66655c180598e92fbe77e7bb87f69a84bac38349c3b567dfe1284e92578",
+        "c66465781bbd7b85c96f30f3fe9e726ed3acd290bd289f5099671cc803243311",
+        "eb0969fd8b1e7b7a4b058fe7b510bdff082d5ddfd80504d7d9f782d36e4f76cf",
+    ];
+
+    #[test]
+    fn golden_vectors_of_the_default_and_hardened_profiles() {
+        let records = [mario(), maria_grazia(), arben()];
+        let default = Encoder::new(&secret(), &default_schema());
+        let hardened_schema = hardened_schema();
+        let hardened = Encoder::new(&secret(), &hardened_schema);
+        let got_default: Vec<String> = records.iter().map(|r| digest(&default.encode(r))).collect();
+        let got_hardened: Vec<String> = records.iter().map(|r| digest(&hardened.encode(r))).collect();
+        assert_eq!(got_default, GOLDEN_DEFAULT, "default-schema encodings changed");
+        assert_eq!(got_hardened, GOLDEN_HARDENED, "hardened-profile encodings changed");
+        for r in &records {
+            let e = hardened.encode(r);
+            assert_eq!(e.clk.len(), hardened_schema.clk_bytes());
+            assert_eq!(e.field_filters.iter().map(|(n, b)| (n.as_str(), b.len())).collect::<Vec<_>>(), hardened_schema.field_filter_bytes());
+        }
+    }
+
+    #[test]
+    fn about_half_the_bits_are_set_for_a_typical_record() {
+        let enc = Encoder::new(&secret(), &default_schema()).encode(&mario());
+        let ones = popcount(&enc.clk);
+        assert!((300..=700).contains(&ones), "{ones} of 1024 bits set");
+    }
+
+    #[test]
+    fn other_secret_other_encoding_and_similar_names_stay_similar() {
+        let schema = default_schema();
+        let a = Encoder::new(&secret(), &schema).encode(&mario());
+        let b = Encoder::new(&LinkageSecret::from_bytes(1, [8u8; 32]), &schema).encode(&mario());
+        assert!(dice(&a.clk, &b.clk) < 0.7);
+        assert_ne!(a.tokens, b.tokens);
+        let mut typo = mario();
+        typo.surname = "ROSI".into();
+        let c = Encoder::new(&secret(), &schema).encode(&typo);
+        let d = dice(&a.clk, &c.clk);
+        assert!(d > 0.85 && d < 1.0, "{d}");
+    }
+
+    #[test]
+    fn missing_values_add_nothing() {
+        let mut schema = default_schema();
+        schema.fields[0].field_filter_bits = Some(512);
+        let e = Encoder::new(&secret(), &schema).encode(&NormalisedIdentity::default());
+        assert_eq!(popcount(&e.clk), 0);
+        assert!(e.tokens.is_empty());
+        assert_eq!(e.field_filters, vec![("surname".to_string(), vec![0u8; 64])]);
+    }
+
+    #[test]
+    fn bigrams_are_padded() {
+        assert_eq!(bigrams("ABC"), vec!["_A", "AB", "BC", "C_"]);
+        let mut seen = Vec::new();
+        Value::Text("ABC").for_each_bigram(|g| seen.push(String::from_utf8(g.to_vec()).unwrap()));
+        assert_eq!(seen, bigrams("ABC"));
+        let parts = ["MARIA".to_string(), "GRAZIA".to_string()];
+        let mut seen = Vec::new();
+        Value::Joined(&parts).for_each_bigram(|g| seen.push(String::from_utf8(g.to_vec()).unwrap()));
+        assert_eq!(seen, bigrams("MARIAGRAZIA"));
+    }
+
+    #[test]
+    fn field_filters_use_keys_of_their_own() {
+        // Same length as the CLK, no hardening: if the keys were shared the bits would coincide.
+        let mut schema = default_schema();
+        schema.fields.retain(|f| f.name == "surname");
+        schema.fields[0].field_filter_bits = Some(1024);
+        let e = Encoder::new(&secret(), &schema).encode(&mario());
+        assert_eq!(popcount(&e.clk), popcount(&e.field_filters[0].1).max(popcount(&e.clk)));
+        assert!(dice(&e.clk, &e.field_filters[0].1) < 0.3, "{}", dice(&e.clk, &e.field_filters[0].1));
+    }
+
+    #[test]
+    fn salting_separates_birth_years_and_leaves_records_without_one_unsalted() {
+        let mut schema = default_schema();
+        schema.fields[0].field_filter_bits = Some(1024);
+        schema.hardening.salt_with_birth_year = vec!["surname".into()];
+        let enc = Encoder::new(&secret(), &schema);
+        let a = enc.encode(&mario());
+        let mut same_year = mario();
+        same_year.given_names = vec!["LUIGI".into()];
+        let mut other_year = mario();
+        other_year.birth_date = Some(BirthDate { year: 1980, month: 2, day: 11 });
+        assert_eq!(a.field_filters, enc.encode(&same_year).field_filters);
+        let d = dice(&a.field_filters[0].1, &enc.encode(&other_year).field_filters[0].1);
+        assert!(d < 0.3, "same surname, other year: {d}");
+        // Without a birth year: exactly the unsalted encoding.
+        let mut plain = schema.clone();
+        plain.hardening.salt_with_birth_year.clear();
+        let plain = Encoder::new(&secret(), &plain);
+        assert_eq!(enc.encode(&arben()), plain.encode(&arben()));
+        assert_ne!(enc.encode(&mario()), plain.encode(&mario()));
+        // The hardened profile likewise (BLIP and balancing included).
+        let mut h = hardened_schema();
+        let salted = Encoder::new(&secret(), &h);
+        h.hardening.salt_with_birth_year.clear();
+        assert_eq!(salted.encode(&arben()), Encoder::new(&secret(), &h).encode(&arben()));
+    }
+
+    #[test]
+    fn blip_noise_follows_the_record_not_the_value() {
+        let mut schema = default_schema();
+        schema.fields[0].field_filter_bits = Some(1024);
+        schema.hardening.blip_probability = 0.05;
+        let enc = Encoder::new(&secret(), &schema);
+        let mut other = mario();
+        other.birthplace = Some("F205".into());
+        let (a, b) = (enc.encode(&mario()), enc.encode(&other));
+        assert_ne!(a.field_filters, b.field_filters, "equal surnames in different records must get different flips");
+        assert_eq!(a, enc.encode(&mario()));
+        assert_eq!(a, Encoder::new(&secret(), &schema).encode(&mario()));
+    }
+
+    #[test]
+    fn blip_flips_each_bit_with_the_configured_probability() {
+        for p in [0.02, 0.2] {
+            let gaps = blip_gap_table(p, 1 << 20);
+            let mut words = vec![0u64; (1 << 20) / 64];
+            blip(&mut words, &gaps, &mut PrfStream::new(derive(&secret(), "test/blip")));
+            let flips = words.iter().map(|w| w.count_ones()).sum::<u32>() as f64;
+            let n = (1u32 << 20) as f64;
+            let sd = (n * p * (1.0 - p)).sqrt();
+            assert!((flips - n * p).abs() < 5.0 * sd, "p = {p}: {flips} flips of {n}");
+        }
+        assert_eq!(blip_gap_table(0.5, 10)[0], 1 << 31);
+        assert_eq!(blip_gap_table(1e-12, 10), vec![1u64 << 32; 10], "p below 2^-33 flips nothing");
+    }
+
+    fn bools(words: &[u64]) -> Vec<bool> {
+        (0..words.len() * 64).map(|i| words[i / 64] >> (i % 64) & 1 == 1).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn word_level_hardening_matches_its_bitwise_definition(
+            words in prop::collection::vec(any::<u64>(), 1..=8usize).prop_map(|w| { let n = w.len().next_power_of_two(); let mut w = w; w.resize(n, 0x5a5a); w }),
+            seed in any::<u8>(),
+        ) {
+            let b = bools(&words);
+            let n = b.len();
+            let mut r = words.clone();
+            rule90(&mut r);
+            let want: Vec<bool> = (0..n).map(|i| b[(i + n - 1) % n] ^ b[(i + 1) % n]).collect();
+            prop_assert_eq!(bools(&r), want);
+            if words.len() >= 2 {
+                let mut f = words.clone();
+                xor_fold(&mut f);
+                let want: Vec<bool> = (0..n / 2).map(|i| b[i] ^ b[i + n / 2]).collect();
+                prop_assert_eq!(bools(&f), want);
+            }
+            let perm = balance_permutation(derive(&LinkageSecret::from_bytes(1, [seed; 32]), "test/balance"), 2 * n);
+            let mut sorted = perm.clone();
+            sorted.sort();
+            prop_assert_eq!(sorted, (0..2 * n as u16).collect::<Vec<_>>());
+            let doubled: Vec<bool> = b.iter().copied().chain(b.iter().map(|x| !x)).collect();
+            let want: Vec<bool> = perm.iter().map(|&p| doubled[p as usize]).collect();
+            prop_assert_eq!(bools(&balance(&words, &inverse(&perm))), want);
+        }
+    }
+
+    // ---- properties of whole encodings ----
+
+    /// The first release's encoder, kept as the reference the fast path must equal (CLK and
+    /// tokens of unhardened schemas), extended with the salted input form.
+    fn reference(secret: &LinkageSecret, schema: &LinkageSchema, id: &NormalisedIdentity) -> (Vec<u8>, Vec<(TokenKind, [u8; 32])>) {
+        fn positions(mac: &HmacSha256, input: &[u8], k: u32, out: &mut [u8]) {
+            let mask = out.len() * 8 - 1;
+            let (mut produced, mut counter) = (0u32, 0u8);
+            while produced < k {
+                let mut m = mac.clone();
+                m.update(input);
+                if counter > 0 {
+                    m.update(&[0, counter]);
+                }
+                for chunk in m.finalize().into_bytes().chunks_exact(2) {
+                    if produced < k {
+                        ponte_proto::bits::set_bit(out, u16::from_le_bytes([chunk[0], chunk[1]]) as usize & mask);
+                        produced += 1;
+                    }
+                }
+                counter += 1;
+            }
+        }
+        let mut clk = vec![0u8; schema.clk_bits as usize / 8];
+        for f in &schema.fields {
+            let salt = id.birth_date.filter(|_| schema.hardening.salt_with_birth_year.contains(&f.name));
+            let mac = match salt {
+                Some(_) => derive(secret, &format!("ponte/v1/clk-salted-yob/{}", f.name)),
+                None => derive(secret, &format!("ponte/v1/clk/{}", f.name)),
+            };
+            for value in feature_values(id, &f.name) {
+                let tokens = match f.tokenizer {
+                    Tokenizer::Bigrams => bigrams(&value),
+                    Tokenizer::Whole => vec![value],
+                };
+                for t in tokens {
+                    let mut input = salt.map(|d| d.year.to_be_bytes().to_vec()).unwrap_or_default();
+                    input.extend_from_slice(t.as_bytes());
+                    positions(&mac, &input, f.bits_per_token, &mut clk);
+                }
+            }
+        }
+        let mut tokens = Vec::new();
+        for t in &schema.exact_tokens {
+            let kind = token_kind(t).unwrap();
+            let value = match kind {
+                TokenKind::CodiceFiscale => id.codice_fiscale.clone(),
+                other => id.other_ids.iter().find(|(k, _)| kind_of(*k) == other).map(|(_, v)| v.clone()),
+            };
+            if let Some(v) = value {
+                let mut m = derive(secret, &format!("ponte/v1/token/{t}"));
+                m.update(format!("{}\0{v}", kind.as_str_name()).as_bytes());
+                tokens.push((kind, m.finalize().into_bytes().into()));
+            }
+        }
+        (clk, tokens)
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Z]{2,14}"
+    }
+
+    /// Any identity, fields present or not, names possibly outside ASCII.
+    fn any_identity() -> impl Strategy<Value = NormalisedIdentity> {
+        (
+            "[A-ZÀÈÌÒÙ']{0,14}",
+            prop::collection::vec("[A-ZÀÈ]{0,10}", 0..3),
+            prop::option::of(name()),
+            prop::option::of(name()),
+            prop::option::of(any::<bool>()),
+            prop::option::of((1900u16..2026, 1u8..=12, 1u8..=31)),
+            prop::option::of("[A-Z][0-9]{3}"),
+            prop::option::of("[A-Z0-9]{16}"),
+            prop::option::of("STP[0-9]{13}"),
+        )
+            .prop_map(|(surname, given_names, alias, canonical, sex, date, place, cf, stp)| NormalisedIdentity {
+                surname_tokens: if surname.is_empty() { vec![] } else { vec![surname.clone()] },
+                surname,
+                surname_alias: alias,
+                given_names,
+                given_name_canonical: canonical,
+                sex: sex.map(|m| if m { Sex::M } else { Sex::F }),
+                birth_date: date.map(|(year, month, day)| BirthDate { year, month, day }),
+                birthplace: place,
+                codice_fiscale: cf,
+                other_ids: stp.map(|s| vec![(OtherIdKind::Stp, s)]).unwrap_or_default(),
+                flags: QualityFlags(0),
+            })
+    }
+
+    /// A realistic identity: every core field present.
+    fn full_identity() -> impl Strategy<Value = NormalisedIdentity> {
+        (name(), prop::collection::vec(name(), 1..3), any::<bool>(), (1900u16..2026, 1u8..=12, 1u8..=28), "[A-Z][0-9]{3}", "[A-Z0-9]{16}")
+            .prop_map(|(surname, given_names, m, (year, month, day), place, cf)| NormalisedIdentity {
+                surname_tokens: vec![surname.clone()],
+                surname,
+                given_names,
+                sex: Some(if m { Sex::M } else { Sex::F }),
+                birth_date: Some(BirthDate { year, month, day }),
+                birthplace: Some(place),
+                codice_fiscale: Some(cf),
+                ..Default::default()
+            })
+    }
+
+    /// The default features with any hardening, any field filters on the name fields and any
+    /// CLK length.
+    fn any_schema() -> impl Strategy<Value = LinkageSchema> {
+        let filter_bits = prop::option::of(prop::sample::select(vec![128u32, 512, 1024, 4096]));
+        (
+            prop::sample::select(vec![256u32, 1024, 4096]),
+            prop::sample::subsequence(vec!["surname", "given_names", "given_name_first"], 0..=3),
+            any::<bool>(),
+            any::<bool>(),
+            0u32..=8,
+            prop::sample::select(vec![0.0, 0.01, 0.02, 0.1, 0.3]),
+            filter_bits.clone(),
+            filter_bits,
+        )
+            .prop_map(|(clk_bits, salted, balance, xor_fold, rule90_rounds, blip_probability, f0, f1)| {
+                let mut s = LinkageSchema::default_schema();
+                s.clk_bits = clk_bits;
+                s.fields[0].field_filter_bits = f0;
+                s.fields[1].field_filter_bits = f1;
+                s.hardening = Hardening {
+                    salt_with_birth_year: salted.into_iter().map(String::from).collect(),
+                    balance,
+                    xor_fold,
+                    rule90_rounds,
+                    blip_probability,
+                };
+                assert!(s.problems().is_empty(), "{:?}", s.problems());
+                s
+            })
+    }
+
+    fn unhardened(s: &LinkageSchema) -> LinkageSchema {
+        let mut u = s.clone();
+        u.hardening = Hardening::default();
+        u
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn the_fast_path_equals_the_reference_encoder(id in any_identity(), salted in any::<bool>()) {
+            let mut schema = default_schema();
+            if salted {
+                schema.hardening.salt_with_birth_year = vec!["surname".into(), "given_names".into()];
+            }
+            let got = Encoder::new(&secret(), &schema).encode(&id);
+            let (clk, tokens) = reference(&secret(), &schema, &id);
+            prop_assert_eq!(got.clk, clk);
+            prop_assert_eq!(got.tokens, tokens);
+        }
+
+        #[test]
+        fn encodings_are_deterministic(schema in any_schema(), id in any_identity()) {
+            let a = Encoder::new(&secret(), &schema).encode(&id);
+            let again = Encoder::new(&secret(), &schema);
+            prop_assert_eq!(&a, &again.encode(&id));
+            prop_assert_eq!(&a, &again.encode(&id.clone()));
+        }
+
+        #[test]
+        fn lengths_are_the_published_lengths(schema in any_schema(), id in any_identity()) {
+            let e = Encoder::new(&secret(), &schema).encode(&id);
+            prop_assert_eq!(e.clk.len() * 8, schema.published_clk_bits() as usize);
+            prop_assert_eq!(e.clk.len(), schema.clk_bytes());
+            let want: Vec<(String, usize)> = schema.field_filter_bytes().into_iter().map(|(n, b)| (n.to_string(), b)).collect();
+            let got: Vec<(String, usize)> = e.field_filters.iter().map(|(n, b)| (n.clone(), b.len())).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn balanced_filters_have_exactly_half_their_bits_set(schema in any_schema(), id in any_identity()) {
+            let mut schema = schema;
+            schema.hardening.balance = true;
+            let e = Encoder::new(&secret(), &schema).encode(&id);
+            prop_assert_eq!(popcount(&e.clk) as usize * 2, e.clk.len() * 8);
+            for (_, f) in &e.field_filters {
+                prop_assert_eq!(popcount(f) as usize * 2, f.len() * 8);
+            }
+        }
+
+        #[test]
+        fn folding_halves_the_length(schema in any_schema(), id in any_identity()) {
+            let (mut folded, mut flat) = (schema.clone(), schema);
+            folded.hardening.xor_fold = true;
+            flat.hardening.xor_fold = false;
+            let (a, b) = (Encoder::new(&secret(), &folded).encode(&id), Encoder::new(&secret(), &flat).encode(&id));
+            prop_assert_eq!(a.clk.len() * 2, b.clk.len());
+            for ((_, x), (_, y)) in a.field_filters.iter().zip(&b.field_filters) {
+                prop_assert_eq!(x.len() * 2, y.len());
+            }
+            // Unhardened otherwise, the folded filter is exactly the XOR of the halves.
+            let (mut folded, mut flat) = (unhardened(&folded), unhardened(&flat));
+            folded.hardening.xor_fold = true;
+            flat.fields.iter_mut().for_each(|f| f.field_filter_bits = None);
+            folded.fields.iter_mut().for_each(|f| f.field_filter_bits = None);
+            let (a, b) = (Encoder::new(&secret(), &folded).encode(&id), Encoder::new(&secret(), &flat).encode(&id));
+            let half = b.clk.len() / 2;
+            let xor: Vec<u8> = (0..half).map(|i| b.clk[i] ^ b.clk[i + half]).collect();
+            prop_assert_eq!(a.clk, xor);
+        }
+
+        #[test]
+        fn missing_fields_add_no_bits(id in full_identity(), drop in 0usize..6, filters in any::<bool>()) {
+            let mut schema = default_schema();
+            if filters {
+                schema.fields[0].field_filter_bits = Some(512);
+                schema.fields[1].field_filter_bits = Some(512);
+            }
+            let enc = Encoder::new(&secret(), &schema);
+            let mut less = id.clone();
+            match drop {
+                0 => { less.surname.clear(); less.surname_tokens.clear(); }
+                1 => less.given_names.clear(),
+                2 => less.sex = None,
+                3 => less.birth_date = None,
+                4 => less.birthplace = None,
+                _ => less.codice_fiscale = None,
+            }
+            let (full, part) = (enc.encode(&id), enc.encode(&less));
+            let subset = |a: &[u8], b: &[u8]| a.iter().zip(b).all(|(x, y)| x & !y == 0);
+            prop_assert!(subset(&part.clk, &full.clk));
+            for ((_, p), (_, f)) in part.field_filters.iter().zip(&full.field_filters) {
+                prop_assert!(subset(p, f));
+            }
+            if drop == 0 && filters {
+                prop_assert!(part.field_filters[0].1.iter().all(|&b| b == 0));
+            }
+        }
+
+        #[test]
+        fn one_changed_surname_character_keeps_dice_high(id in full_identity(), at in any::<prop::sample::Index>(), with in b'A'..=b'Z') {
+            let mut typo = id.clone();
+            let mut bytes = typo.surname.clone().into_bytes();
+            let i = at.index(bytes.len());
+            bytes[i] = if bytes[i] == with { if with == b'Z' { b'A' } else { with + 1 } } else { with };
+            typo.surname = String::from_utf8(bytes).unwrap();
+            typo.surname_tokens = vec![typo.surname.clone()];
+            let enc = Encoder::new(&secret(), &default_schema());
+            let d = dice(&enc.encode(&id).clk, &enc.encode(&typo).clk);
+            prop_assert!(d > 0.75 && d < 1.0, "{} vs {}: {}", id.surname, typo.surname, d);
+        }
+
+        #[test]
+        fn different_secrets_give_unrelated_filters(id in full_identity(), a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), hardened in any::<bool>()) {
+            prop_assume!(a != b);
+            let schema = if hardened { hardened_schema() } else { default_schema() };
+            let x = Encoder::new(&LinkageSecret::from_bytes(1, a), &schema).encode(&id);
+            let y = Encoder::new(&LinkageSecret::from_bytes(1, b), &schema).encode(&id);
+            prop_assert!(dice(&x.clk, &y.clk) < 0.7, "{}", dice(&x.clk, &y.clk));
+            for ((_, f), (_, g)) in x.field_filters.iter().zip(&y.field_filters) {
+                prop_assert!(dice(f, g) < 0.7, "{}", dice(f, g));
+            }
+            for (s, t) in x.tokens.iter().zip(&y.tokens) {
+                prop_assert_ne!(s.1, t.1);
+            }
+        }
+
+        #[test]
+        fn tokens_differ_across_kinds_for_the_same_value(value in "[A-Z0-9]{9,16}") {
+            let id = NormalisedIdentity {
+                codice_fiscale: Some(value.clone()),
+                other_ids: [OtherIdKind::Stp, OtherIdKind::Eni, OtherIdKind::ProvisionalCf, OtherIdKind::IdAnpr]
+                    .into_iter()
+                    .map(|k| (k, value.clone()))
+                    .collect(),
+                ..Default::default()
+            };
+            let e = Encoder::new(&secret(), &default_schema()).encode(&id);
+            prop_assert_eq!(e.tokens.len(), 5);
+            let mut values: Vec<[u8; 32]> = e.tokens.iter().map(|t| t.1).collect();
+            values.sort();
+            values.dedup();
+            prop_assert_eq!(values.len(), 5);
+        }
+    }
+}

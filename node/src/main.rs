@@ -171,6 +171,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 None => LinkageSchema::default_schema(),
             };
             println!("schema {:?} is valid; fingerprint {}", schema.name, schema.fingerprint());
+            println!(
+                "record-level filter: {} bits on the wire; field-level filters: {}",
+                schema.published_clk_bits(),
+                match schema.field_filter_bytes() {
+                    v if v.is_empty() => "none".to_string(),
+                    v => v.iter().map(|(f, b)| format!("{f} ({} bits)", b * 8)).collect::<Vec<_>>().join(", "),
+                }
+            );
+            for w in schema.warnings() {
+                println!("warning: {w}");
+            }
         }
         Cmd::Import { file } => {
             let node = load(&cli)?;

@@ -272,13 +272,13 @@ impl LinkageSchema {
                     f.name, f.bits_per_token
                 ));
             }
-            if let Some(b) = f.field_filter_bits {
-                if !b.is_power_of_two() || !(128..=4096).contains(&b) {
-                    p.push(format!(
-                        "fields[{i}] ({}) field_filter_bits = {b}: use a power of two between 128 and 4096 (512 or 1024 are usual), or leave it out for no field-level filter",
-                        f.name
-                    ));
-                }
+            if let Some(b) = f.field_filter_bits
+                && (!b.is_power_of_two() || !(128..=4096).contains(&b))
+            {
+                p.push(format!(
+                    "fields[{i}] ({}) field_filter_bits = {b}: use a power of two between 128 and 4096 (512 or 1024 are usual), or leave it out for no field-level filter",
+                    f.name
+                ));
             }
         }
         let mut seen_tokens = std::collections::BTreeSet::new();
@@ -331,7 +331,7 @@ impl LinkageSchema {
                 }
             }
             for (what, bits) in lengths {
-                if bits % 128 != 0 {
+                if !bits.is_multiple_of(128) {
                     p.push(format!(
                         "hardening.xor_fold: {what} = {bits} cannot be folded in half into whole 64-bit words; use a power of two of at least 128"
                     ));

@@ -1,6 +1,7 @@
 //! Ponte's researchers' simulator: synthetic Italian populations with realistic errors, their
 //! per-entity exports and truth ([`synth`]), and the demo federation ([`demo`]).
 
+pub mod bench;
 pub mod demo;
 pub mod synth;
 

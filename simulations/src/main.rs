@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ponte_sim::{demo, synth};
+use ponte_sim::{bench, demo, synth};
 
 /// Ponte's simulator: realistic synthetic Italian populations spread over entities, and the
 /// demo federation that runs a coordinator and four nodes over mutual TLS.
@@ -48,6 +48,33 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Measures throughput on synthetic data (median of several timed repeats).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Encodes synthetic identities (the demo population through the node's importer) on one
+    /// core and on all cores.
+    Encode {
+        /// Records encoded per repeat.
+        #[arg(long, default_value_t = 50_000)]
+        records: usize,
+        /// Timed repeats per measurement (at least 5); the median is reported.
+        #[arg(long, default_value_t = 7)]
+        repeats: usize,
+        /// Linkage schema: `default`, `hardened` (the example profile) or a schema file.
+        #[arg(long, default_value = "default")]
+        schema: String,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn run() -> anyhow::Result<()> {
@@ -89,6 +116,14 @@ fn run() -> anyhow::Result<()> {
             let g = synth::generate(&sc);
             g.write_to(&out)?;
             println!("wrote {} exports and truth.csv to {}", g.exports.len(), out.display());
+        }
+        Cmd::Bench { what: BenchCmd::Encode { records, repeats, schema, seed, json } } => {
+            let report = bench::encode(&bench::EncodeBenchOptions { records, repeats, schema, seed })?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench::print_encode(&report);
+            }
         }
     }
     Ok(())
