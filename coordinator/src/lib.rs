@@ -9,6 +9,7 @@
 pub mod answer;
 pub mod audit;
 pub mod config;
+pub mod kernel;
 pub mod linker;
 pub mod model;
 pub mod service;

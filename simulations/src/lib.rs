@@ -2,6 +2,7 @@
 //! per-entity exports and truth ([`synth`]), and the demo federation ([`demo`]).
 
 pub mod bench;
+pub mod bench_kernel;
 pub mod demo;
 pub mod synth;
 

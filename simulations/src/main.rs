@@ -75,6 +75,9 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Dice kernel throughput per variant (one query vs many, tiled all-pairs), one core and all
+    /// cores.
+    Kernel(ponte_sim::bench_kernel::KernelBenchArgs),
 }
 
 fn run() -> anyhow::Result<()> {
@@ -117,6 +120,7 @@ fn run() -> anyhow::Result<()> {
             g.write_to(&out)?;
             println!("wrote {} exports and truth.csv to {}", g.exports.len(), out.display());
         }
+        Cmd::Bench { what: BenchCmd::Kernel(args) } => ponte_sim::bench_kernel::run_and_print(args)?,
         Cmd::Bench { what: BenchCmd::Encode { records, repeats, schema, seed, json } } => {
             let report = bench::encode(&bench::EncodeBenchOptions { records, repeats, schema, seed })?;
             if json {
