@@ -8,9 +8,11 @@
 
 pub mod answer;
 pub mod audit;
+pub mod blocking;
 pub mod config;
 pub mod kernel;
 pub mod linker;
 pub mod model;
+pub mod scoring;
 pub mod service;
 pub mod storage;

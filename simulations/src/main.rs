@@ -78,6 +78,8 @@ enum BenchCmd {
     /// Dice kernel throughput per variant (one query vs many, tiled all-pairs), one core and all
     /// cores.
     Kernel(ponte_sim::bench_kernel::KernelBenchArgs),
+    /// Linkage quality (LSH blocking + Fellegi–Sunter) against the synthetic truth.
+    Quality(ponte_sim::bench_quality::QualityBenchArgs),
 }
 
 fn run() -> anyhow::Result<()> {
@@ -121,6 +123,11 @@ fn run() -> anyhow::Result<()> {
             println!("wrote {} exports and truth.csv to {}", g.exports.len(), out.display());
         }
         Cmd::Bench { what: BenchCmd::Kernel(args) } => ponte_sim::bench_kernel::run_and_print(args)?,
+        Cmd::Bench { what: BenchCmd::Quality(args) } => {
+            let json = args.json;
+            let report = ponte_sim::bench_quality::run(args)?;
+            ponte_sim::bench_quality::print(&report, json)?;
+        }
         Cmd::Bench { what: BenchCmd::Encode { records, repeats, schema, seed, json } } => {
             let report = bench::encode(&bench::EncodeBenchOptions { records, repeats, schema, seed })?;
             if json {

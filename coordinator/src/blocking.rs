@@ -1,0 +1,677 @@
+//! Blocking: which pairs of items are worth scoring at all.
+//!
+//! Comparing every new item with every indexed one (the correct-first linker) costs one Dice per
+//! indexed item; at a few million items that is too slow for interactive publishing. Blocking
+//! proposes a small candidate set that still contains (almost) every true pair, and the scorer
+//! ([`crate::scoring`]) decides among the candidates. Two indexes, used together:
+//!
+//! - [`LshIndex`] — Hamming locality-sensitive hashing over published CLKs. `L` tables, each
+//!   keyed by the values of `K` bit positions sampled once; two filters are candidates when they
+//!   agree on all `K` positions of at least one table. A pair agreeing on a share `s` of the
+//!   sampled positions meets with probability `1 − (1 − s^K)^L` ([`LshParams::collision_probability`]).
+//! - [`TokenIndex`] — exact keyed tokens (codice fiscale, STP, ENI, ...): items sharing a token
+//!   are always candidates, however different their filters.
+//!
+//! Both are pure, in-memory and deterministic: the sampled positions come from a fixed, public
+//! seed ([`LSH_SEED`]) and the bit frequencies the index was built with, so the same parameters
+//! and the same frequencies give the same tables on every run and machine. The seed is not a
+//! secret: knowing which positions are sampled tells nothing the filters do not already show.
+//!
+//! Quality is measured with [`pair_completeness`] (share of true pairs that survive blocking)
+//! and [`reduction_ratio`] (share of all pairs that blocking saves from scoring).
+//!
+//! # Memory
+//!
+//! An indexed filter costs, per table, its 8-byte id in a bucket plus its share of the bucket's
+//! hash-map slot (8-byte key + 32-byte [`Bucket`] + 1 control byte, at a load factor of at most
+//! 7/8). Singletons are stored inline, without a heap allocation; only buckets with two or more
+//! ids hold a `Vec<u64>` (8 bytes per id on the heap). That is at most ≈ 50 bytes per table per
+//! filter, less when filters share buckets: measured 1.1 KB per filter at the defaults (`L = 40`)
+//! on the demo federation (`ponte-sim bench quality`), about 8.5× the 128-byte filter itself.
+//! [`LshIndex::memory_bytes`] estimates the figure of an actual index. The token index costs
+//! ≈ 90 bytes per token (36-byte key, bucket, slot overhead).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::model::Token;
+
+/// The public seed of the position sampling (ASCII "PONTELSH"). A constant of the index format:
+/// changing it changes which pairs meet, never whether a filter is valid.
+pub const LSH_SEED: u64 = 0x504f_4e54_454c_5348;
+
+/// Most bits per key accepted (two 64-bit words).
+pub const MAX_BITS_PER_KEY: u32 = 128;
+/// Most tables accepted.
+pub const MAX_TABLES: u32 = 128;
+
+/// Hamming-LSH parameters.
+///
+/// # Defaults: `K = 16`, `L = 40`, the 64 most frequent positions skipped
+///
+/// Two filters of the same weight at Dice `d` and fill `f` (share of bits set) differ in
+/// `2·f·n·(1 − d)` of their `n` positions, so they agree on a share `s = 1 − 2·f·(1 − d)` of them
+/// ([`bit_agreement`]); unrelated filters agree on `f² + (1 − f)²`. Published CLKs of the default
+/// schema have `f ≈ 0.36` (measured on the demo population); the brief's design point was
+/// `f = 0.45`. Probability `1 − (1 − s^K)^L` of meeting:
+///
+/// | pair | f = 0.36: s | K=16 L=40 | K=20 L=30 | K=24 L=30 | K=12 L=50 | f = 0.45: K=16 L=40 |
+/// |---|---|---|---|---|---|---|
+/// | Dice 0.90 | 0.928 | 1.0000 | 0.9995 | 0.996 | 1.0000 | 1.0000 |
+/// | Dice 0.85 | 0.892 | 0.9991 | 0.960 | 0.864 | 1.0000 | 0.984 |
+/// | Dice 0.80 | 0.856 | 0.969 | 0.746 | 0.517 | 0.9998 | 0.819 |
+/// | Dice 0.70 | 0.784 | 0.561 | 0.207 | 0.084 | 0.937 | 0.230 |
+/// | unrelated | 0.539 | 2·10⁻³ | 1.3·10⁻⁴ | 1.1·10⁻⁵ | 3·10⁻² | 7·10⁻⁴ |
+///
+/// No `K ≥ 20` with `L ≤ 30` meets pairs at Dice 0.80 with probability 0.99: that takes
+/// `K ≈ 12, L ≈ 50`, which also makes several per cent of all pairs candidates (10 % on the demo
+/// federation, where unrelated records sharing a surname and a birthplace are much closer than
+/// random filters) — at a million items, 10¹⁰ comparisons. Nor is it needed for the links: a
+/// true pair below Dice ≈ 0.85 with no agreeing exact token scores below "probable" anyway (on
+/// the CLK alone it is as likely a namesake born another day), and pairs with an agreeing token
+/// come from the [`TokenIndex`] whatever their Dice. `K = 16, L = 40` meets pairs at Dice ≥ 0.85
+/// with probability ≥ 0.999 and at 0.80 with 0.97. Skipping the 64 most frequent positions
+/// (those of the bigrams every Italian name has, `A_`, `O_`, `I_` …) raised both measures on the
+/// demo: pair completeness 0.9973 → 0.9989 and reduction ratio 0.9848 → 0.9859 (skipping 128
+/// lowered both). Measured with `ponte-sim bench quality` (5,917 records): these defaults keep
+/// 99.89 % of the true pairs with 246 k candidates (reduction ratio 0.986); `K = 20, L = 30`
+/// keeps 99.1 % with 47 k; the linkage F1 was the same for both, because the pairs only the
+/// larger candidate set holds are "possible" links at best.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LshParams {
+    /// K: positions per key, 1 to [`MAX_BITS_PER_KEY`].
+    pub bits_per_key: u32,
+    /// L: number of tables, 1 to [`MAX_TABLES`].
+    pub tables: u32,
+    /// How many of the most frequently set positions are never sampled (needs the frequencies:
+    /// [`LshIndex::with_frequencies`]; ignored by [`LshIndex::new`]).
+    pub skip_most_frequent: u32,
+    /// Seed of the position sampling ([`LSH_SEED`] unless testing).
+    pub seed: u64,
+}
+
+impl Default for LshParams {
+    fn default() -> Self {
+        LshParams { bits_per_key: 16, tables: 40, skip_most_frequent: 64, seed: LSH_SEED }
+    }
+}
+
+impl From<&ponte_proto::schema::Blocking> for LshParams {
+    /// The schema's `[blocking]` section, with the public seed.
+    fn from(b: &ponte_proto::schema::Blocking) -> Self {
+        LshParams {
+            bits_per_key: b.lsh_bits_per_key,
+            tables: b.lsh_tables,
+            skip_most_frequent: b.skip_most_frequent_bits,
+            seed: LSH_SEED,
+        }
+    }
+}
+
+impl LshParams {
+    /// Probability that a pair agreeing on a share `s` of the sampled positions meets in at least
+    /// one table: `1 − (1 − s^K)^L`.
+    pub fn collision_probability(&self, s: f64) -> f64 {
+        let s = s.clamp(0.0, 1.0);
+        1.0 - (1.0 - s.powi(self.bits_per_key as i32)).powi(self.tables as i32)
+    }
+
+    /// Why these parameters cannot index `clk_bits`-bit filters, if they cannot.
+    pub fn check(&self, clk_bits: u32) -> Result<(), String> {
+        if !(1..=MAX_BITS_PER_KEY).contains(&self.bits_per_key) {
+            return Err(format!("bits_per_key = {}: must be 1 to {MAX_BITS_PER_KEY}", self.bits_per_key));
+        }
+        if !(1..=MAX_TABLES).contains(&self.tables) {
+            return Err(format!("tables = {}: must be 1 to {MAX_TABLES}", self.tables));
+        }
+        if clk_bits == 0 || !clk_bits.is_multiple_of(64) {
+            return Err(format!("clk_bits = {clk_bits}: must be a positive multiple of 64"));
+        }
+        if self.skip_most_frequent >= clk_bits || self.bits_per_key > clk_bits - self.skip_most_frequent {
+            return Err(format!(
+                "bits_per_key = {} with {} of {clk_bits} positions skipped: not enough positions left",
+                self.bits_per_key, self.skip_most_frequent
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Share of all positions on which two filters of fill `fill` (share of bits set, both the
+/// same) at Dice `dice` agree: `1 − 2·fill·(1 − dice)`.
+pub fn bit_agreement(dice: f64, fill: f64) -> f64 {
+    1.0 - 2.0 * fill * (1.0 - dice)
+}
+
+/// How often each position is set among `filters` (each `clk_bits / 64` words).
+pub fn bit_frequencies<'a>(filters: impl IntoIterator<Item = &'a [u64]>, clk_bits: u32) -> Vec<u32> {
+    let mut freq = vec![0u32; clk_bits as usize];
+    for words in filters {
+        for (w, &word) in words.iter().enumerate() {
+            let mut x = word;
+            while x != 0 {
+                let b = x.trailing_zeros() as usize;
+                if let Some(f) = freq.get_mut(w * 64 + b) {
+                    *f += 1;
+                }
+                x &= x - 1;
+            }
+        }
+    }
+    freq
+}
+
+/// SplitMix64: the deterministic generator of the position sampling, and the key mixer.
+#[inline]
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Hasher for keys that are already mixed (or short packed bit strings): one SplitMix round.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = splitmix(self.0 ^ x);
+    }
+}
+
+type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// The ids sharing one key. Singletons (the common case) are stored inline.
+#[derive(Debug, Clone)]
+pub enum Bucket {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Bucket {
+    fn ids(&self) -> &[u64] {
+        match self {
+            Bucket::One(id) => std::slice::from_ref(id),
+            Bucket::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, id: u64) {
+        match self {
+            Bucket::One(first) => *self = Bucket::Many(vec![*first, id]),
+            Bucket::Many(v) => v.push(id),
+        }
+    }
+
+    /// Removes one occurrence of `id`; returns whether the bucket is now empty.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            Bucket::One(x) => *x == id,
+            Bucket::Many(v) => {
+                if let Some(i) = v.iter().position(|x| *x == id) {
+                    v.swap_remove(i);
+                }
+                match v.len() {
+                    0 => true,
+                    1 => {
+                        *self = Bucket::One(v[0]);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+fn insert_into<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: K, id: u64) {
+    match map.get_mut(&key) {
+        Some(b) => b.push(id),
+        None => {
+            map.insert(key, Bucket::One(id));
+        }
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: &K, id: u64) {
+    if let Some(b) = map.get_mut(key)
+        && b.remove(id)
+    {
+        map.remove(key);
+    }
+}
+
+#[derive(Debug)]
+struct Table {
+    positions: Vec<u32>,
+    buckets: KeyMap<u64, Bucket>,
+}
+
+/// Hamming-LSH index over CLKs of one length.
+///
+/// Contract: an id is inserted with the filter it is later removed with (the index does not keep
+/// filters); inserting the same id twice indexes it twice. [`LshIndex::candidates`] returns every
+/// indexed id that agrees with the query on all sampled positions of at least one table — so an
+/// identical filter is always returned — sorted and without duplicates.
+#[derive(Debug)]
+pub struct LshIndex {
+    params: LshParams,
+    clk_bits: u32,
+    tables: Vec<Table>,
+    len: usize,
+}
+
+impl LshIndex {
+    /// An empty index sampling from all `clk_bits` positions (no frequencies known, nothing
+    /// skipped).
+    pub fn new(params: LshParams, clk_bits: u32) -> Result<LshIndex, String> {
+        Self::with_frequencies(params, clk_bits, &[])
+    }
+
+    /// An empty index that never samples the `params.skip_most_frequent` positions most often set
+    /// according to `frequencies` (from [`bit_frequencies`] over the indexed filters or a sample of
+    /// them; ties go to the lower position). Empty `frequencies` skip nothing.
+    pub fn with_frequencies(params: LshParams, clk_bits: u32, frequencies: &[u32]) -> Result<LshIndex, String> {
+        params.check(clk_bits)?;
+        let mut allowed: Vec<u32> = (0..clk_bits).collect();
+        if !frequencies.is_empty() && params.skip_most_frequent > 0 {
+            if frequencies.len() != clk_bits as usize {
+                return Err(format!("{} frequencies for {clk_bits}-bit filters", frequencies.len()));
+            }
+            let mut by_freq: Vec<u32> = (0..clk_bits).collect();
+            by_freq.sort_by(|a, b| frequencies[*b as usize].cmp(&frequencies[*a as usize]).then(a.cmp(b)));
+            let skipped: HashSet<u32> = by_freq[..params.skip_most_frequent as usize].iter().copied().collect();
+            allowed.retain(|p| !skipped.contains(p));
+        }
+        let mut state = params.seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            splitmix(state)
+        };
+        let k = params.bits_per_key as usize;
+        let tables = (0..params.tables)
+            .map(|_| {
+                // Partial Fisher–Yates: K distinct positions, unbiased by rejection.
+                let mut pool = allowed.clone();
+                for i in 0..k {
+                    let span = (pool.len() - i) as u64;
+                    let zone = u64::MAX - u64::MAX % span;
+                    let r = loop {
+                        let x = next();
+                        if x < zone {
+                            break x % span;
+                        }
+                    };
+                    pool.swap(i, i + r as usize);
+                }
+                pool.truncate(k);
+                Table { positions: pool, buckets: KeyMap::default() }
+            })
+            .collect();
+        Ok(LshIndex { params, clk_bits, tables, len: 0 })
+    }
+
+    /// An index holding `items`, skipping the positions most frequent among them.
+    pub fn build<'a>(params: LshParams, clk_bits: u32, items: impl IntoIterator<Item = (u64, &'a [u64])> + Clone) -> Result<LshIndex, String> {
+        let freq = bit_frequencies(items.clone().into_iter().map(|(_, w)| w), clk_bits);
+        let mut index = Self::with_frequencies(params, clk_bits, &freq)?;
+        for (id, words) in items {
+            index.insert(id, words);
+        }
+        Ok(index)
+    }
+
+    pub fn params(&self) -> &LshParams {
+        &self.params
+    }
+
+    /// The positions sampled by table `t`.
+    pub fn positions(&self, t: usize) -> &[u32] {
+        &self.tables[t].positions
+    }
+
+    /// Number of insertions not yet removed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn key(&self, table: &Table, words: &[u64]) -> u64 {
+        assert_eq!(words.len() * 64, self.clk_bits as usize, "a filter of another length than the index's");
+        let (mut lo, mut hi) = (0u64, 0u64);
+        for (i, &p) in table.positions.iter().enumerate() {
+            let bit = (words[(p >> 6) as usize] >> (p & 63)) & 1;
+            if i < 64 {
+                lo |= bit << i;
+            } else {
+                hi |= bit << (i - 64);
+            }
+        }
+        // Up to 64 positions the packed bits are the key itself (no false collisions); beyond,
+        // two words are mixed into one (a false collision only adds a candidate).
+        if table.positions.len() <= 64 { lo } else { splitmix(lo) ^ hi.rotate_left(17) }
+    }
+
+    /// Indexes `id` with its filter (`clk_bits / 64` words).
+    pub fn insert(&mut self, id: u64, words: &[u64]) {
+        for t in 0..self.tables.len() {
+            let key = self.key(&self.tables[t], words);
+            insert_into(&mut self.tables[t].buckets, key, id);
+        }
+        self.len += 1;
+    }
+
+    /// Removes `id`, which was inserted with `words`. Removing what is not there does nothing.
+    pub fn remove(&mut self, id: u64, words: &[u64]) {
+        let mut found = false;
+        for t in 0..self.tables.len() {
+            let key = self.key(&self.tables[t], words);
+            let buckets = &mut self.tables[t].buckets;
+            found |= buckets.get(&key).is_some_and(|b| b.ids().contains(&id));
+            remove_from(buckets, &key, id);
+        }
+        if found {
+            self.len -= 1;
+        }
+    }
+
+    /// Every indexed id meeting `words` in at least one table, sorted, without duplicates.
+    pub fn candidates(&self, words: &[u64]) -> Vec<u64> {
+        let mut out = Vec::new();
+        for table in &self.tables {
+            if let Some(b) = table.buckets.get(&self.key(table, words)) {
+                out.extend_from_slice(b.ids());
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Size of the largest bucket: candidates a query can get from one table at most.
+    pub fn largest_bucket(&self) -> usize {
+        self.tables.iter().flat_map(|t| t.buckets.values()).map(|b| b.ids().len()).max().unwrap_or(0)
+    }
+
+    /// Estimated heap and inline bytes of the tables (see the module documentation).
+    pub fn memory_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<u64>() + std::mem::size_of::<Bucket>() + 1;
+        self.tables
+            .iter()
+            .map(|t| {
+                let heap: usize = t
+                    .buckets
+                    .values()
+                    .map(|b| match b {
+                        Bucket::One(_) => 0,
+                        Bucket::Many(v) => v.capacity() * 8,
+                    })
+                    .sum();
+                t.buckets.capacity() * slot + heap + t.positions.len() * 4
+            })
+            .sum()
+    }
+}
+
+/// Exact keyed tokens → the ids holding them. Tokens of different kinds never meet.
+#[derive(Debug, Default)]
+pub struct TokenIndex {
+    map: KeyMap<Token, Bucket>,
+}
+
+impl TokenIndex {
+    pub fn new() -> TokenIndex {
+        TokenIndex::default()
+    }
+
+    /// Indexes `id` under each of its tokens.
+    pub fn insert(&mut self, id: u64, tokens: &[Token]) {
+        for t in tokens {
+            insert_into(&mut self.map, t.clone(), id);
+        }
+    }
+
+    /// Removes `id` from under each of `tokens` (the tokens it was inserted with).
+    pub fn remove(&mut self, id: u64, tokens: &[Token]) {
+        for t in tokens {
+            remove_from(&mut self.map, t, id);
+        }
+    }
+
+    /// Ids holding the token.
+    pub fn get(&self, token: &Token) -> &[u64] {
+        self.map.get(token).map(Bucket::ids).unwrap_or(&[])
+    }
+
+    /// Every id sharing at least one of `tokens`, sorted, without duplicates.
+    pub fn candidates(&self, tokens: &[Token]) -> Vec<u64> {
+        let mut out: Vec<u64> = tokens.iter().flat_map(|t| self.get(t).iter().copied()).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Number of distinct tokens indexed.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+fn unordered(a: u64, b: u64) -> (u64, u64) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+/// Share of `true_pairs` found among `candidate_pairs` (pairs are unordered; duplicates count
+/// once). 1 when there are no true pairs.
+pub fn pair_completeness(true_pairs: &[(u64, u64)], candidate_pairs: &[(u64, u64)]) -> f64 {
+    let truth: HashSet<(u64, u64)> = true_pairs.iter().map(|&(a, b)| unordered(a, b)).collect();
+    if truth.is_empty() {
+        return 1.0;
+    }
+    let found: HashSet<(u64, u64)> =
+        candidate_pairs.iter().map(|&(a, b)| unordered(a, b)).filter(|p| truth.contains(p)).collect();
+    found.len() as f64 / truth.len() as f64
+}
+
+/// `1 − candidates / (n_a · n_b)`: the share of the comparisons of two sets of `n_a` and `n_b`
+/// items that blocking saves. For one set of `n` items compared with itself, pass
+/// `n_a = n, n_b = (n − 1) / 2` — or use [`reduction_ratio_within`].
+pub fn reduction_ratio(n_a: u64, n_b: u64, candidate_pairs: u64) -> f64 {
+    let all = n_a as f64 * n_b as f64;
+    if all <= 0.0 { 0.0 } else { 1.0 - candidate_pairs as f64 / all }
+}
+
+/// `1 − candidates / (n (n − 1) / 2)`: the reduction ratio of one set of `n` items compared with
+/// itself (deduplication, or a federation linked as a whole).
+pub fn reduction_ratio_within(n: u64, candidate_pairs: u64) -> f64 {
+    let all = n as f64 * (n as f64 - 1.0) / 2.0;
+    if all <= 0.0 { 0.0 } else { 1.0 - candidate_pairs as f64 / all }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic test stream.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            splitmix(self.0)
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn random_filter(rng: &mut Rng, fill: f64) -> Vec<u64> {
+        let mut w = vec![0u64; 16];
+        for p in 0..1024 {
+            if rng.unit() < fill {
+                w[p / 64] |= 1 << (p % 64);
+            }
+        }
+        w
+    }
+
+    /// Each bit flipped independently with probability `1 − s`: agreement `s` on every sample.
+    fn perturbed(rng: &mut Rng, w: &[u64], s: f64) -> Vec<u64> {
+        let mut out = w.to_vec();
+        for p in 0..1024 {
+            if rng.unit() >= s {
+                out[p / 64] ^= 1 << (p % 64);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn identical_filters_always_collide() {
+        let mut rng = Rng(1);
+        for params in [LshParams::default(), LshParams { bits_per_key: 100, tables: 3, skip_most_frequent: 0, seed: 9 }] {
+            let filters: Vec<Vec<u64>> = (0..300).map(|_| random_filter(&mut rng, 0.45)).collect();
+            let index = LshIndex::build(params, 1024, filters.iter().enumerate().map(|(i, w)| (i as u64, w.as_slice()))).unwrap();
+            for (i, w) in filters.iter().enumerate() {
+                assert!(index.candidates(w).contains(&(i as u64)), "filter {i} does not meet itself");
+            }
+        }
+    }
+
+    #[test]
+    fn collision_rate_follows_the_theory() {
+        let params = LshParams { bits_per_key: 16, tables: 10, skip_most_frequent: 0, seed: LSH_SEED };
+        let mut rng = Rng(7);
+        for s in [0.80, 0.88, 0.95] {
+            let n = 2000;
+            let mut index = LshIndex::new(params, 1024).unwrap();
+            let mut queries = Vec::new();
+            for id in 0..n {
+                let a = random_filter(&mut rng, 0.45);
+                queries.push(perturbed(&mut rng, &a, s));
+                index.insert(id, &a);
+            }
+            let met = queries.iter().enumerate().filter(|(id, q)| index.candidates(q).contains(&(*id as u64))).count();
+            let p = params.collision_probability(s);
+            let rate = met as f64 / n as f64;
+            let sd = (p * (1.0 - p) / n as f64).sqrt();
+            assert!((rate - p).abs() < 4.0 * sd + 0.005, "s = {s}: empirical {rate}, theory {p}");
+        }
+        // Unrelated filters rarely meet.
+        let mut index = LshIndex::new(params, 1024).unwrap();
+        for id in 0..2000 {
+            index.insert(id, &random_filter(&mut rng, 0.45));
+        }
+        let hits: usize = (0..200).map(|_| index.candidates(&random_filter(&mut rng, 0.45)).len()).sum();
+        let expected = 400_000.0 * params.collision_probability(0.45 * 0.45 + 0.55 * 0.55);
+        assert!((hits as f64) < 2.0 * expected + 10.0, "{hits} unrelated candidates for 200 × 2000 pairs; about {expected} expected");
+    }
+
+    #[test]
+    fn remove_works() {
+        let mut rng = Rng(3);
+        let mut index = LshIndex::new(LshParams::default(), 1024).unwrap();
+        let a = random_filter(&mut rng, 0.4);
+        let b = perturbed(&mut rng, &a, 0.99);
+        index.insert(1, &a);
+        index.insert(2, &b);
+        index.insert(3, &a);
+        assert_eq!(index.candidates(&a), vec![1, 2, 3]);
+        index.remove(1, &a);
+        assert_eq!(index.candidates(&a), vec![2, 3]);
+        assert_eq!(index.len(), 2);
+        index.remove(1, &a); // not there any more
+        assert_eq!(index.len(), 2);
+        index.remove(2, &b);
+        index.remove(3, &a);
+        assert!(index.is_empty() && index.candidates(&a).is_empty() && index.candidates(&b).is_empty());
+        assert!(index.tables.iter().all(|t| t.buckets.is_empty()), "empty buckets are dropped");
+    }
+
+    #[test]
+    fn the_most_frequent_positions_are_never_sampled_and_sampling_is_deterministic() {
+        let mut freq = vec![1u32; 1024];
+        for p in 0..100 {
+            freq[p * 10] = 1000; // the 100 most frequent: multiples of 10 below 1000
+        }
+        let params = LshParams { bits_per_key: 32, tables: 30, skip_most_frequent: 100, seed: LSH_SEED };
+        let index = LshIndex::with_frequencies(params, 1024, &freq).unwrap();
+        for t in 0..30 {
+            let pos = index.positions(t);
+            assert_eq!(pos.len(), 32);
+            assert!(pos.iter().all(|p| *p >= 1000 || p % 10 != 0), "table {t} samples a skipped position");
+            let distinct: HashSet<_> = pos.iter().collect();
+            assert_eq!(distinct.len(), 32, "positions within a table are distinct");
+        }
+        let again = LshIndex::with_frequencies(params, 1024, &freq).unwrap();
+        assert!((0..30).all(|t| index.positions(t) == again.positions(t)));
+        let other = LshIndex::with_frequencies(LshParams { seed: 1, ..params }, 1024, &freq).unwrap();
+        assert!((0..30).any(|t| index.positions(t) != other.positions(t)));
+    }
+
+    #[test]
+    fn bad_parameters_are_explained() {
+        let p = LshParams { bits_per_key: 0, ..LshParams::default() };
+        assert!(LshIndex::new(p, 1024).unwrap_err().contains("bits_per_key"));
+        let p = LshParams { bits_per_key: 100, skip_most_frequent: 1000, ..LshParams::default() };
+        assert!(LshIndex::new(p, 1024).unwrap_err().contains("not enough positions"));
+        assert!(LshIndex::with_frequencies(LshParams::default(), 1024, &[1, 2]).is_err());
+        assert!(LshIndex::new(LshParams::default(), 1000).is_err());
+    }
+
+    #[test]
+    fn tokens_meet_only_their_own_kind_and_value() {
+        let t = |kind, v| Token { kind, value: [v; 32] };
+        let mut index = TokenIndex::new();
+        index.insert(1, &[t(1, 7), t(3, 9)]);
+        index.insert(2, &[t(1, 7)]);
+        index.insert(3, &[t(2, 7)]);
+        assert_eq!(index.candidates(&[t(1, 7)]), vec![1, 2]);
+        assert_eq!(index.candidates(&[t(3, 9), t(1, 7)]), vec![1, 2]);
+        assert!(index.candidates(&[t(1, 8)]).is_empty());
+        index.remove(1, &[t(1, 7), t(3, 9)]);
+        assert_eq!(index.candidates(&[t(1, 7), t(3, 9)]), vec![2]);
+        assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn metrics() {
+        let truth = [(1, 2), (3, 4), (5, 6), (7, 8)];
+        let cand = [(2, 1), (4, 3), (1, 9), (2, 1)];
+        assert_eq!(pair_completeness(&truth, &cand), 0.5);
+        assert_eq!(pair_completeness(&[], &cand), 1.0);
+        assert_eq!(reduction_ratio(100, 200, 200), 0.99);
+        assert!((reduction_ratio_within(101, 505) - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_documented_probabilities_hold() {
+        let d = LshParams::default();
+        let s = |dice| bit_agreement(dice, 0.36);
+        assert!(d.collision_probability(s(0.90)) > 0.9999);
+        assert!(d.collision_probability(s(0.85)) > 0.999);
+        assert!(d.collision_probability(s(0.80)) > 0.968);
+        assert!(d.collision_probability(0.36 * 0.36 + 0.64 * 0.64) < 2.1e-3);
+        let p = LshParams { bits_per_key: 12, tables: 50, ..d };
+        assert!(p.collision_probability(s(0.80)) > 0.999);
+        let p = LshParams { bits_per_key: 20, tables: 30, ..d };
+        assert!(p.collision_probability(s(0.80)) < 0.75);
+    }
+}
