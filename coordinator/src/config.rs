@@ -60,11 +60,10 @@ impl CoordinatorConfig {
                 *p = base.join(&*p);
             }
         }
-        if let Some(s) = cfg.schema_file.as_mut() {
-            if s.is_relative() {
+        if let Some(s) = cfg.schema_file.as_mut()
+            && s.is_relative() {
                 *s = base.join(&*s);
             }
-        }
         if cfg.key_epochs.is_empty() {
             return Err(format!("{}: key_epochs is empty; list the epochs in use, e.g. key_epochs = [1]", path.display()));
         }

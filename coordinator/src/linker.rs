@@ -203,12 +203,11 @@ impl Linker {
     /// A new item or a new revision is (re)linked against the items of that epoch, and the
     /// encodings of its older revision are dropped; the same revision is only indexed.
     pub fn publish(&mut self, id: ItemId, key: &ItemKey, revision: u64, enc: &EpochEncoding) -> LinkChange {
-        if let Some(state) = self.items.get(&id) {
-            if state.revision == revision {
+        if let Some(state) = self.items.get(&id)
+            && state.revision == revision {
                 self.index_encoding(id, enc);
                 return LinkChange::Unchanged;
             }
-        }
         let removed = self.remove(id);
         let links = self.candidate_links(id, enc);
         self.items.insert(id, ItemState { revision, encodings: BTreeMap::new() });

@@ -155,11 +155,10 @@ impl Coordinator {
         }
         let batch_tag = (who.id.clone(), batch.batch_id);
         let maybe_seen = self.recent_batches.lock().unwrap_or_else(|p| p.into_inner()).check(&batch_tag);
-        if maybe_seen {
-            if let Some((accepted, links)) = self.store.batch_ack(&who.id, batch.batch_id).map_err(internal)? {
+        if maybe_seen
+            && let Some((accepted, links)) = self.store.batch_ack(&who.id, batch.batch_id).map_err(internal)? {
                 return Ok(v1::PublishAck { batch_id: batch.batch_id, accepted, links_found: links });
             }
-        }
         let accepted = checked.len() as u32;
         let mut state = self.lock();
         let mut links_found = 0u32;

@@ -67,11 +67,10 @@ pub async fn connect(node: &Node) -> Result<FederationClient<Channel>> {
 
 /// A status from the coordinator, as a sentence.
 pub fn status_text(s: &tonic::Status) -> String {
-    if s.code() == tonic::Code::Unknown || s.code() == tonic::Code::Unavailable {
-        if let Some(src) = std::error::Error::source(s) {
+    if (s.code() == tonic::Code::Unknown || s.code() == tonic::Code::Unavailable)
+        && let Some(src) = std::error::Error::source(s) {
             return explain(src);
         }
-    }
     format!("{:?}: {}", s.code(), s.message())
 }
 

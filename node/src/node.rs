@@ -82,12 +82,11 @@ impl Node {
                 self.store.put_record(&record)?;
             }
             let existing = self.store.get_relationship(&row.relationship_id)?;
-            if let Some(e) = &existing {
-                if e.record_id != row.record_id {
+            if let Some(e) = &existing
+                && e.record_id != row.record_id {
                     // The entity moved a relationship to another person record: erase the old one.
                     self.store.enqueue(&OutboxOp::Withdraw { reference: e.reference.clone() })?;
                 }
-            }
             let rel = LocalRelationship {
                 relationship_id: row.relationship_id.clone(),
                 record_id: row.record_id.clone(),

@@ -70,11 +70,10 @@ impl LinkageSecret {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = toml::to_string(&SecretFile { epoch: self.epoch, secret: hex::encode(self.bytes) })
             .expect("a secret file always serialises");
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
             }
-        }
         std::fs::write(path, text)?;
         #[cfg(unix)]
         {

@@ -78,11 +78,10 @@ pub fn identity_from_der(der: &[u8]) -> Result<PeerIdentity, String> {
     let mut found = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let GeneralName::URI(u) = name {
-                if u.starts_with("ponte:") {
+            if let GeneralName::URI(u) = name
+                && u.starts_with("ponte:") {
                     found.push(parse_san_uri(u)?);
                 }
-            }
         }
     }
     let (role, id) = match found.len() {
