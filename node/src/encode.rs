@@ -749,13 +749,13 @@ mod tests {
         assert_eq!(digest(&enc), GOLDEN_MARIO, "the encoding of the golden record changed");
     }
 
-    const GOLDEN_MARIO: &str = "b26b20216aef926a9af79aed2490e0b8a19dbc660af2bcbaa2be191c82fa4404";
+    const GOLDEN_MARIO: &str = "a16de4b32d0a84f3754be4dbe31c99361c6142050a2cbb71943447fd84bddb39";
 
     /// Golden digests of mario, maria_grazia and arben under the default schema.
     const GOLDEN_DEFAULT: [&str; 3] = [
         GOLDEN_MARIO,
-        "b87baec812cc9dd6fc895f324c43c6830763c99908fe53c5f9f1f2faa148e68b",
-        "e5e6e9d673f906300ff2e533ed9ad370756f985a44b4f6d6a375a974de6a384a",
+        "19b6ff6fb341064cbd4a7e02f7c56d1ae85c6df3d8ccbda7607f1ef18c56a471",
+        "643bfcf5cb0ab5b1a3fbf8991db1673de018ac0e1c68a3c4592f44bbb5c44b0b",
     ];
     /// The same records under `proto/schemas/hardened.toml`.
     const GOLDEN_HARDENED: [&str; 3] = [
@@ -831,7 +831,9 @@ mod tests {
         schema.fields.retain(|f| f.name == "surname");
         schema.fields[0].field_filter_bits = Some(1024);
         let e = Encoder::new(&secret(), &schema).encode(&mario());
-        assert_eq!(popcount(&e.clk), popcount(&e.field_filters[0].1).max(popcount(&e.clk)));
+        // The same tokens, so about as many bits set; different keys, so different positions.
+        let (a, b) = (popcount(&e.clk) as f64, popcount(&e.field_filters[0].1) as f64);
+        assert!(a > 0.0 && (a - b).abs() <= 0.2 * a.max(b), "{a} vs {b} bits set");
         assert!(dice(&e.clk, &e.field_filters[0].1) < 0.3, "{}", dice(&e.clk, &e.field_filters[0].1));
     }
 

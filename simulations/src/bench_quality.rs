@@ -3,7 +3,8 @@
 //!
 //! The pipeline is the federation's, without the network: the demo scenario's population is
 //! generated, every entity's export is read through the node's importer with its own mapping and
-//! encoded with the node's encoder (default schema, a fixed benchmark secret); the coordinator's
+//! encoded with the node's encoder (the `--schema` linkage schema, by default
+//! `proto/schemas/default.toml`; a fixed benchmark secret); the coordinator's
 //! [`LshIndex`] and [`TokenIndex`] propose candidate pairs; the Fellegi–Sunter model scores them —
 //! once with the shipped parameters and once re-estimated on this data by EM; certain and probable
 //! links are clustered with union-find, and the clusters are compared with the truth.
@@ -33,7 +34,7 @@ use ponte_node::encode::Encoder;
 use ponte_node::normalise::NormalisedIdentity;
 use ponte_node::secret::LinkageSecret;
 use ponte_proto::bits::{dice_words, to_words};
-use ponte_proto::schema::LinkageSchema;
+use ponte_proto::schema::{DEFAULT_SCHEMA_TOML, HARDENED_EXAMPLE_SCHEMA_TOML, LinkageSchema};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -54,7 +55,12 @@ pub struct QualityBenchArgs {
     pub persons: usize,
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
-    /// LSH bits per key (K); default: the coordinator's `LshParams::default()`.
+    /// Linkage schema to encode with: `default` (proto/schemas/default.toml), `hardened`
+    /// (proto/schemas/hardened.toml) or the path of a schema file. Its `[blocking]` section sets
+    /// the LSH parameters unless the options below override them.
+    #[arg(long, default_value = "default")]
+    pub schema: String,
+    /// LSH bits per key (K); default: the schema's `blocking.lsh_bits_per_key`.
     #[arg(long)]
     pub lsh_bits_per_key: Option<u32>,
     /// LSH tables (L).
@@ -90,6 +96,7 @@ impl Default for QualityBenchArgs {
         QualityBenchArgs {
             persons: 5000,
             seed: 2026,
+            schema: "default".into(),
             lsh_bits_per_key: None,
             lsh_tables: None,
             lsh_skip: None,
@@ -267,6 +274,18 @@ fn cf_state(a: &NormalisedIdentity, b: &NormalisedIdentity) -> &'static str {
     }
 }
 
+/// The schema named by `--schema`: `default`, `hardened` or a file.
+fn load_schema(which: &str) -> anyhow::Result<LinkageSchema> {
+    let bundled = |text: &str, name: &str| {
+        LinkageSchema::parse(text).map_err(|p| anyhow::anyhow!("the bundled {name} schema has problems: {}", p.join("; ")))
+    };
+    match which {
+        "default" => bundled(DEFAULT_SCHEMA_TOML, "default"),
+        "hardened" => bundled(HARDENED_EXAMPLE_SCHEMA_TOML, "hardened"),
+        path => LinkageSchema::load(std::path::Path::new(path)).map_err(anyhow::Error::msg),
+    }
+}
+
 /// Runs the benchmark and returns its JSON report.
 pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
     ensure!((100..=MAX_PERSONS).contains(&args.persons), "--persons must be between 100 and {MAX_PERSONS}");
@@ -287,7 +306,7 @@ pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
     let generated = synth::generate(&scenario);
     let truth: HashMap<(&str, &str), u32> =
         generated.truth.iter().map(|t| ((t.node_id.as_str(), t.record_id.as_str()), t.person_id)).collect();
-    let schema = LinkageSchema::default_schema();
+    let schema = load_schema(&args.schema)?;
     let secret = LinkageSecret::from_bytes(1, [0x5a; 32]);
     let encoder = Encoder::new(&secret, &schema);
     let mut records = Vec::new();
@@ -324,7 +343,7 @@ pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
     lap("generate_import_encode", &mut timings);
 
     // 2. Blocking: each record queries the indexes before it is inserted, so each pair once.
-    let defaults = LshParams::default();
+    let defaults = LshParams::from(&schema.blocking);
     let params = LshParams {
         bits_per_key: args.lsh_bits_per_key.unwrap_or(defaults.bits_per_key),
         tables: args.lsh_tables.unwrap_or(defaults.tables),
@@ -558,7 +577,8 @@ pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
         .flat_map(|c| (0..c.levels()).map(move |l| json!({"level": c.level_name(l), "m": c.m[l], "u": c.u[l], "weight": c.weight(l)})))
         .collect();
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
-    Ok(json!({
+    let schema_report = json!({"name": schema.name, "source": args.schema, "fingerprint": schema.fingerprint().short()});
+    let mut report = json!({
         "benchmark": "quality",
         "persons": args.persons,
         "seed": args.seed,
@@ -610,7 +630,9 @@ pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
         "seconds": started.elapsed().as_secs_f64(),
         "cores": cores,
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
-    }))
+    });
+    report["schema"] = schema_report;
+    Ok(report)
 }
 
 /// Prints the report: one line of JSON with `json`, indented otherwise.
@@ -663,6 +685,7 @@ mod tests {
         let report = run(QualityBenchArgs {
             persons,
             seed,
+            schema: std::env::var("PONTE_BENCH_SCHEMA").unwrap_or_else(|_| "default".into()),
             examples,
             write_model,
             dump_pairs,
