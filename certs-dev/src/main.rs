@@ -65,8 +65,18 @@ fn parse_node(s: &str) -> Result<Holder> {
     Ok(Holder::node(id, et, name))
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().cmd {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ponte-certs-dev: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
         Cmd::Init { out, coordinator, nodes, officers, researchers, days, force } => {
             if out.join("ca.pem").exists() && !force {
                 bail!("{} already holds a CA; use `add-node` to issue more, or --force to start over", out.display());
