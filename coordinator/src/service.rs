@@ -324,18 +324,6 @@ impl Coordinator {
         }
     }
 
-    /// Items stored per node and key epoch.
-    pub fn epochs(&self) -> std::collections::BTreeMap<(String, u32), usize> {
-        let state = self.lock();
-        let mut m = std::collections::BTreeMap::new();
-        for item in state.items.values() {
-            for e in &item.encodings {
-                *m.entry((item.key.node.clone(), e.epoch)).or_insert(0) += 1;
-            }
-        }
-        m
-    }
-
     /// Items indexed and persons (clusters) they form.
     pub fn stats(&self) -> (usize, usize) {
         let state = self.lock();

@@ -130,17 +130,6 @@ impl Store {
         Ok(())
     }
 
-    /// Reads one item.
-    pub fn get_item(&self, key: &ItemKey) -> Result<Option<(ItemId, StoredItem)>> {
-        Ok(match self.items.get(item_key(key))? {
-            Some(v) => {
-                let row: ItemRow = serde_json::from_slice(&v)?;
-                Some((row.id, row.item))
-            }
-            None => None,
-        })
-    }
-
     /// Erases an item and its links; not yet flushed.
     pub fn remove_item(&self, id: ItemId, key: &ItemKey, neighbours: &[ItemId]) -> Result<()> {
         self.items.remove(item_key(key))?;
@@ -193,11 +182,6 @@ impl Store {
             out.push(serde_json::from_slice(&v).with_context(|| format!("audit entry at position {i} is unreadable (altered?)"))?);
         }
         Ok(out)
-    }
-
-    /// Raw access for tests and tools that must alter the log to prove tampering is detected.
-    pub fn audit_tree(&self) -> &sled::Tree {
-        &self.audit
     }
 
     /// Makes every write so far durable.
