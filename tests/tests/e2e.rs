@@ -386,7 +386,8 @@ fn queued_changes_survive_a_down_coordinator_and_a_sigkill_mid_publish() {
     let _ = publisher.wait();
     let queued = status(&cfg)["queued"].as_u64().unwrap();
     let acknowledged = total - queued;
-    assert!(acknowledged >= 50, "the kill came after at least 5 batches: {acknowledged}");
+    // Batch 5 was stored, so the node had the acks of batches 1–4 (it sends one batch at a time).
+    assert!(acknowledged >= 40, "the kill came after at least 4 acknowledged batches: {acknowledged}");
     let stored = fed.stored_items().get("asl-lecce").copied().unwrap_or(0) as u64;
     assert!(stored >= acknowledged, "acknowledged {acknowledged} but only {stored} survived the SIGKILL");
 
@@ -407,19 +408,22 @@ fn serve_publishes_queued_changes_once_the_coordinator_is_back() {
     let e = small_export(fed.dir.path(), "asl.csv", &rossi_rows());
     let o = node(&cfg, &["import", &e.to_string_lossy()]);
     assert!(o.status.success(), "{}", text(&o));
+    let serve_log = fed.dir.path().join("serve.log");
     let mut serve = std::process::Command::new(bin_dir().join("ponte-node"))
         .arg("--config")
         .arg(&cfg)
         .arg("serve")
+        .env("PONTE_LOG", "info")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&serve_log).unwrap())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     fed.start_coordinator();
-    // The sync loop retries with back-off (at most a few seconds here); wait for the items.
+    // The sync loop retries with back-off (at most a few seconds here); wait until the node has
+    // the coordinator's acknowledgement, not merely until the coordinator has stored the batch.
     let start = Instant::now();
-    while !fed.coordinator_logs().contains("batch stored") && start.elapsed() < Duration::from_secs(60) {
+    while !std::fs::read_to_string(&serve_log).unwrap_or_default().contains("published") && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
     }
     ponte_sim::demo::terminate(&mut serve);
