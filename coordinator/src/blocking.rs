@@ -22,14 +22,14 @@
 //!
 //! # Memory
 //!
-//! An indexed filter costs, per table, its 8-byte id in a bucket plus its share of the bucket's
-//! hash-map slot (8-byte key + 32-byte [`Bucket`] + 1 control byte, at a load factor of at most
-//! 7/8). Singletons are stored inline, without a heap allocation; only buckets with two or more
-//! ids hold a `Vec<u64>` (8 bytes per id on the heap). That is at most ≈ 50 bytes per table per
-//! filter, less when filters share buckets: measured 1.1 KB per filter at the defaults (`L = 40`)
-//! on the demo federation (`ponte-sim bench quality`), about 8.5× the 128-byte filter itself.
-//! [`LshIndex::memory_bytes`] estimates the figure of an actual index. The token index costs
-//! ≈ 90 bytes per token (36-byte key, bucket, slot overhead).
+//! Ids are `u32` (the linker's item numbers). An indexed filter costs, per table, its 4-byte id
+//! in a bucket plus its share of the bucket's hash-map slot (8-byte key + 24-byte [`Bucket`] +
+//! 1 control byte). Singletons are stored inline; buckets with two or more ids hold a
+//! `Vec<u32>`. With `K = 16` a table has at most 65,536 keys, so at scale nearly every id sits in
+//! a shared bucket and costs 4 bytes per table plus the vector's spare capacity
+//! ([`LshIndex::shrink_to_fit`] releases it after a bulk load): ≈ 160–240 bytes per filter at
+//! `L = 40`. [`LshIndex::memory_bytes`] estimates the figure of an actual index. The token index
+//! keys [`compact_token`]s: ≈ 40 bytes per distinct token.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -195,19 +195,19 @@ type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 /// The ids sharing one key. Singletons (the common case) are stored inline.
 #[derive(Debug, Clone)]
 pub enum Bucket {
-    One(u64),
-    Many(Vec<u64>),
+    One(u32),
+    Many(Vec<u32>),
 }
 
 impl Bucket {
-    fn ids(&self) -> &[u64] {
+    fn ids(&self) -> &[u32] {
         match self {
             Bucket::One(id) => std::slice::from_ref(id),
             Bucket::Many(v) => v,
         }
     }
 
-    fn push(&mut self, id: u64) {
+    fn push(&mut self, id: u32) {
         match self {
             Bucket::One(first) => *self = Bucket::Many(vec![*first, id]),
             Bucket::Many(v) => v.push(id),
@@ -215,7 +215,7 @@ impl Bucket {
     }
 
     /// Removes one occurrence of `id`; returns whether the bucket is now empty.
-    fn remove(&mut self, id: u64) -> bool {
+    fn remove(&mut self, id: u32) -> bool {
         match self {
             Bucket::One(x) => *x == id,
             Bucket::Many(v) => {
@@ -235,7 +235,7 @@ impl Bucket {
     }
 }
 
-fn insert_into<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: K, id: u64) {
+fn insert_into<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: K, id: u32) {
     match map.get_mut(&key) {
         Some(b) => b.push(id),
         None => {
@@ -244,7 +244,7 @@ fn insert_into<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: K, id:
     }
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: &K, id: u64) {
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: &K, id: u32) {
     if let Some(b) = map.get_mut(key)
         && b.remove(id)
     {
@@ -323,7 +323,7 @@ impl LshIndex {
     }
 
     /// An index holding `items`, skipping the positions most frequent among them.
-    pub fn build<'a>(params: LshParams, clk_bits: u32, items: impl IntoIterator<Item = (u64, &'a [u64])> + Clone) -> Result<LshIndex, String> {
+    pub fn build<'a>(params: LshParams, clk_bits: u32, items: impl IntoIterator<Item = (u32, &'a [u64])> + Clone) -> Result<LshIndex, String> {
         let freq = bit_frequencies(items.clone().into_iter().map(|(_, w)| w), clk_bits);
         let mut index = Self::with_frequencies(params, clk_bits, &freq)?;
         for (id, words) in items {
@@ -367,7 +367,7 @@ impl LshIndex {
     }
 
     /// Indexes `id` with its filter (`clk_bits / 64` words).
-    pub fn insert(&mut self, id: u64, words: &[u64]) {
+    pub fn insert(&mut self, id: u32, words: &[u64]) {
         for t in 0..self.tables.len() {
             let key = self.key(&self.tables[t], words);
             insert_into(&mut self.tables[t].buckets, key, id);
@@ -376,7 +376,7 @@ impl LshIndex {
     }
 
     /// Removes `id`, which was inserted with `words`. Removing what is not there does nothing.
-    pub fn remove(&mut self, id: u64, words: &[u64]) {
+    pub fn remove(&mut self, id: u32, words: &[u64]) {
         let mut found = false;
         for t in 0..self.tables.len() {
             let key = self.key(&self.tables[t], words);
@@ -390,7 +390,7 @@ impl LshIndex {
     }
 
     /// Every indexed id meeting `words` in at least one table, sorted, without duplicates.
-    pub fn candidates(&self, words: &[u64]) -> Vec<u64> {
+    pub fn candidates(&self, words: &[u64]) -> Vec<u32> {
         let mut out = Vec::new();
         for table in &self.tables {
             if let Some(b) = table.buckets.get(&self.key(table, words)) {
@@ -400,6 +400,33 @@ impl LshIndex {
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// Number of tables (L).
+    pub fn tables(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// The key of `words` in table `t`.
+    pub fn table_key(&self, t: usize, words: &[u64]) -> u64 {
+        self.key(&self.tables[t], words)
+    }
+
+    /// The ids under `key` in table `t` (in insertion order, modulo removals).
+    pub fn bucket(&self, t: usize, key: u64) -> &[u32] {
+        self.tables[t].buckets.get(&key).map(Bucket::ids).unwrap_or(&[])
+    }
+
+    /// Releases the spare capacity of every bucket (after a bulk load).
+    pub fn shrink_to_fit(&mut self) {
+        for t in &mut self.tables {
+            for b in t.buckets.values_mut() {
+                if let Bucket::Many(v) = b {
+                    v.shrink_to_fit();
+                }
+            }
+            t.buckets.shrink_to_fit();
+        }
     }
 
     /// Size of the largest bucket: candidates a query can get from one table at most.
@@ -418,7 +445,7 @@ impl LshIndex {
                     .values()
                     .map(|b| match b {
                         Bucket::One(_) => 0,
-                        Bucket::Many(v) => v.capacity() * 8,
+                        Bucket::Many(v) => v.capacity() * 4,
                     })
                     .sum();
                 t.buckets.capacity() * slot + heap + t.positions.len() * 4
@@ -427,10 +454,27 @@ impl LshIndex {
     }
 }
 
-/// Exact keyed tokens → the ids holding them. Tokens of different kinds never meet.
+/// An exact token in eight bytes: its kind in the top byte, the first seven bytes of its keyed
+/// value below. Token values are HMAC-SHA256 outputs (uniform), so two different values of one
+/// kind share a compact form with probability 2⁻⁵⁶ — over 10¹⁰ pairs, a chance of about 10⁻⁷
+/// of one spurious agreement. The linker compares and indexes tokens in this form (it is what
+/// keeps ten million indexed items within memory); 0 is never a compact token.
+pub fn compact_token(t: &Token) -> u64 {
+    let mut v = [0u8; 8];
+    v[1..].copy_from_slice(&t.value[..7]);
+    ((t.kind as u8 as u64).max(1) << 56) | u64::from_be_bytes(v)
+}
+
+/// The kind of a compact token.
+pub fn compact_kind(t: u64) -> i32 {
+    (t >> 56) as i32
+}
+
+/// Exact tokens (in [`compact_token`] form) → the ids holding them. Tokens of different kinds
+/// never meet.
 #[derive(Debug, Default)]
 pub struct TokenIndex {
-    map: KeyMap<Token, Bucket>,
+    map: KeyMap<u64, Bucket>,
 }
 
 impl TokenIndex {
@@ -439,27 +483,27 @@ impl TokenIndex {
     }
 
     /// Indexes `id` under each of its tokens.
-    pub fn insert(&mut self, id: u64, tokens: &[Token]) {
-        for t in tokens {
-            insert_into(&mut self.map, t.clone(), id);
+    pub fn insert(&mut self, id: u32, tokens: &[u64]) {
+        for &t in tokens {
+            insert_into(&mut self.map, t, id);
         }
     }
 
     /// Removes `id` from under each of `tokens` (the tokens it was inserted with).
-    pub fn remove(&mut self, id: u64, tokens: &[Token]) {
+    pub fn remove(&mut self, id: u32, tokens: &[u64]) {
         for t in tokens {
             remove_from(&mut self.map, t, id);
         }
     }
 
     /// Ids holding the token.
-    pub fn get(&self, token: &Token) -> &[u64] {
-        self.map.get(token).map(Bucket::ids).unwrap_or(&[])
+    pub fn get(&self, token: u64) -> &[u32] {
+        self.map.get(&token).map(Bucket::ids).unwrap_or(&[])
     }
 
     /// Every id sharing at least one of `tokens`, sorted, without duplicates.
-    pub fn candidates(&self, tokens: &[Token]) -> Vec<u64> {
-        let mut out: Vec<u64> = tokens.iter().flat_map(|t| self.get(t).iter().copied()).collect();
+    pub fn candidates(&self, tokens: &[u64]) -> Vec<u32> {
+        let mut out: Vec<u32> = tokens.iter().flat_map(|t| self.get(*t).iter().copied()).collect();
         out.sort_unstable();
         out.dedup();
         out
@@ -472,6 +516,13 @@ impl TokenIndex {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Estimated bytes held (slots and overflow vectors).
+    pub fn memory_bytes(&self) -> usize {
+        let slot = 8 + std::mem::size_of::<Bucket>() + 1;
+        self.map.capacity() * slot
+            + self.map.values().map(|b| if let Bucket::Many(v) = b { v.capacity() * 4 } else { 0 }).sum::<usize>()
     }
 }
 
@@ -548,9 +599,9 @@ mod tests {
         let mut rng = Rng(1);
         for params in [LshParams::default(), LshParams { bits_per_key: 100, tables: 3, skip_most_frequent: 0, seed: 9 }] {
             let filters: Vec<Vec<u64>> = (0..300).map(|_| random_filter(&mut rng, 0.45)).collect();
-            let index = LshIndex::build(params, 1024, filters.iter().enumerate().map(|(i, w)| (i as u64, w.as_slice()))).unwrap();
+            let index = LshIndex::build(params, 1024, filters.iter().enumerate().map(|(i, w)| (i as u32, w.as_slice()))).unwrap();
             for (i, w) in filters.iter().enumerate() {
-                assert!(index.candidates(w).contains(&(i as u64)), "filter {i} does not meet itself");
+                assert!(index.candidates(w).contains(&(i as u32)), "filter {i} does not meet itself");
             }
         }
     }
@@ -568,7 +619,7 @@ mod tests {
                 queries.push(perturbed(&mut rng, &a, s));
                 index.insert(id, &a);
             }
-            let met = queries.iter().enumerate().filter(|(id, q)| index.candidates(q).contains(&(*id as u64))).count();
+            let met = queries.iter().enumerate().filter(|(id, q)| index.candidates(q).contains(&(*id as u32))).count();
             let p = params.collision_probability(s);
             let rate = met as f64 / n as f64;
             let sd = (p * (1.0 - p) / n as f64).sqrt();
@@ -638,7 +689,7 @@ mod tests {
 
     #[test]
     fn tokens_meet_only_their_own_kind_and_value() {
-        let t = |kind, v| Token { kind, value: [v; 32] };
+        let t = |kind, v| compact_token(&Token { kind, value: [v; 32] });
         let mut index = TokenIndex::new();
         index.insert(1, &[t(1, 7), t(3, 9)]);
         index.insert(2, &[t(1, 7)]);
@@ -649,6 +700,13 @@ mod tests {
         index.remove(1, &[t(1, 7), t(3, 9)]);
         assert_eq!(index.candidates(&[t(1, 7), t(3, 9)]), vec![2]);
         assert_eq!(index.len(), 2);
+        // The kind survives compaction; values differing after the seventh byte are one value.
+        assert_eq!(compact_kind(t(3, 9)), 3);
+        let mut far = Token { kind: 1, value: [7; 32] };
+        far.value[10] = 0;
+        assert_eq!(compact_token(&far), t(1, 7));
+        far.value[6] = 0;
+        assert_ne!(compact_token(&far), t(1, 7));
     }
 
     #[test]

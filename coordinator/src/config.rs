@@ -20,6 +20,10 @@ pub struct CoordinatorConfig {
     /// schema's shape and fingerprint: it never holds the linkage secret.
     #[serde(default)]
     pub schema_file: Option<PathBuf>,
+    /// Fellegi–Sunter model file (`ponte-coordinator params estimate` writes one); the shipped
+    /// `params/default-fs.toml` when absent.
+    #[serde(default)]
+    pub model_file: Option<PathBuf>,
     pub tls: TlsConfig,
 }
 
@@ -60,10 +64,11 @@ impl CoordinatorConfig {
                 *p = base.join(&*p);
             }
         }
-        if let Some(s) = cfg.schema_file.as_mut()
-            && s.is_relative() {
+        for s in [cfg.schema_file.as_mut(), cfg.model_file.as_mut()].into_iter().flatten() {
+            if s.is_relative() {
                 *s = base.join(&*s);
             }
+        }
         if cfg.key_epochs.is_empty() {
             return Err(format!("{}: key_epochs is empty; list the epochs in use, e.g. key_epochs = [1]", path.display()));
         }
@@ -71,5 +76,20 @@ impl CoordinatorConfig {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| format!("{}: listen = {:?} is not an address like 127.0.0.1:7700 ({e})", path.display(), cfg.listen))?;
         Ok(cfg)
+    }
+
+    /// The matching model: `model_file`, or the shipped one.
+    pub fn model(&self) -> Result<crate::scoring::FsModel, String> {
+        match &self.model_file {
+            None => Ok(crate::scoring::FsModel::default_model()),
+            Some(p) => {
+                let meta = std::fs::metadata(p).map_err(|e| format!("cannot read the model file {}: {e}", p.display()))?;
+                if meta.len() > crate::scoring::MAX_MODEL_BYTES as u64 {
+                    return Err(format!("the model file {} is larger than {} bytes", p.display(), crate::scoring::MAX_MODEL_BYTES));
+                }
+                let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                crate::scoring::FsModel::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
+            }
+        }
     }
 }

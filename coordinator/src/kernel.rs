@@ -140,6 +140,52 @@ impl FilterMatrix {
         Ok(row)
     }
 
+    /// Writes `filter` into row `i`, first appending zero rows up to `i` if the matrix is
+    /// shorter: rows can be addressed by a caller's own dense numbering (a zero row has Dice 0
+    /// with everything, so it never passes a positive threshold).
+    pub fn set_row(&mut self, i: usize, filter: &[u64]) -> Result<(), KernelError> {
+        if filter.len() != self.words {
+            return Err(KernelError::LengthMismatch { expected: self.words, got: filter.len() });
+        }
+        if i >= MAX_ROWS {
+            return Err(KernelError::Full);
+        }
+        if i >= self.rows {
+            let grow = i + 1 - self.rows;
+            self.data.extend(std::iter::repeat_n(Chunk::default(), grow * self.chunks));
+            self.popcounts.extend(std::iter::repeat_n(0, grow));
+            self.rows = i + 1;
+        }
+        let start = i * self.chunks;
+        let words = chunk_words_mut(&mut self.data[start..start + self.chunks]);
+        words[..self.words].copy_from_slice(filter);
+        self.popcounts[i] = filter.iter().map(|w| w.count_ones()).sum();
+        Ok(())
+    }
+
+    /// Removes every row, keeping the allocation.
+    pub fn clear_all(&mut self) {
+        self.data.clear();
+        self.data.resize((TILE - 1) * self.chunks, Chunk::default());
+        self.popcounts.clear();
+        self.rows = 0;
+    }
+
+    /// Zeroes row `i` (nothing if it does not exist).
+    pub fn clear_row(&mut self, i: usize) {
+        if i < self.rows {
+            let c = self.chunks;
+            self.data[i * c..(i + 1) * c].fill(Chunk::default());
+            self.popcounts[i] = 0;
+        }
+    }
+
+    /// Releases spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.data.shrink_to_fit();
+        self.popcounts.shrink_to_fit();
+    }
+
     /// Appends a filter given as its wire bytes (little-endian, bit `i` in byte `i / 8`).
     pub fn push_bytes(&mut self, bits: &[u8]) -> Result<usize, KernelError> {
         let words = ponte_proto::bits::to_words(bits);
@@ -408,6 +454,68 @@ pub fn dice_above(
             }
         }
         start = end;
+    }
+    Ok(())
+}
+
+/// Writes `popcount(query AND row rows[k])` into `out[k]`: the gathered form of
+/// [`intersections`], for candidate rows scattered over a large matrix (memory-bound, so one
+/// `popcnt` loop serves every variant but the scalar one).
+pub fn intersections_at(kind: KernelKind, query: &[u64], m: &FilterMatrix, rows: &[u32], out: &mut [u32]) -> Result<(), KernelError> {
+    kind.check()?;
+    if query.len() != m.words {
+        return Err(KernelError::LengthMismatch { expected: m.words, got: query.len() });
+    }
+    if out.len() != rows.len() {
+        return Err(KernelError::Output { expected: rows.len(), got: out.len() });
+    }
+    if let Some(&bad) = rows.iter().find(|&&r| r as usize >= m.rows) {
+        return Err(KernelError::Rows { start: bad as usize, end: bad as usize + 1, len: m.rows });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kind != KernelKind::Scalar {
+        // SAFETY: every non-scalar kind requires popcnt, checked above.
+        unsafe { gather_popcnt(query, m, rows, out) };
+        return Ok(());
+    }
+    gather_portable(query, m, rows, out);
+    Ok(())
+}
+
+#[inline(always)]
+fn gather_portable(query: &[u64], m: &FilterMatrix, rows: &[u32], out: &mut [u32]) {
+    for (o, &r) in out.iter_mut().zip(rows) {
+        let row = m.row(r as usize);
+        *o = query.iter().zip(row).map(|(a, b)| (a & b).count_ones()).sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn gather_popcnt(query: &[u64], m: &FilterMatrix, rows: &[u32], out: &mut [u32]) {
+    gather_portable(query, m, rows, out)
+}
+
+/// [`dice_all_pairs`] on the calling thread, appending to `out`: for many small blocks (LSH
+/// buckets) compared inside an outer parallel loop. No bound on `out` beyond `a.len() · b.len()`.
+pub fn dice_pairs_sequential(
+    kind: KernelKind,
+    a: &FilterMatrix,
+    b: &FilterMatrix,
+    threshold: f32,
+    out: &mut Vec<CandidatePair>,
+) -> Result<(), KernelError> {
+    kind.check()?;
+    let rule = Rule::new(threshold)?;
+    if a.words != b.words {
+        return Err(KernelError::LengthMismatch { expected: a.words, got: b.words });
+    }
+    let block = (B_BLOCK_BYTES / (a.chunks * size_of::<Chunk>())).max(TILE);
+    let mut b_start = 0;
+    while b_start < b.rows {
+        let b_rows = b_start..(b_start + block).min(b.rows);
+        pair_block(kind, a, 0..a.rows, b, b_rows.clone(), &rule, out);
+        b_start = b_rows.end;
     }
     Ok(())
 }
@@ -1024,6 +1132,38 @@ mod tests {
             assert_eq!(KernelKind::from_name(k.name()), Some(k));
         }
         eprintln!("kernel variants here: {:?}", KernelKind::available());
+    }
+
+    #[test]
+    fn gathered_counts_sequential_pairs_and_row_writes_agree_with_the_definition() {
+        let mut rng = Rng(77);
+        for words in [16, 3, 17] {
+            let mut m = random_matrix(&mut rng, words, 40);
+            // Writing past the end appends zero rows; clearing zeroes a row.
+            let f: Vec<u64> = (0..words).map(|_| rng.word(4)).collect();
+            m.set_row(45, &f).unwrap();
+            assert_eq!(m.len(), 46);
+            assert_eq!(m.row(45), f.as_slice());
+            assert_eq!(m.popcount(43), 0);
+            m.clear_row(3);
+            assert_eq!(m.popcount(3), 0);
+            assert!(m.row(3).iter().all(|w| *w == 0));
+            let q: Vec<u64> = m.row(7).to_vec();
+            let rows: Vec<u32> = vec![45, 0, 7, 3, 44, 7];
+            let expected: Vec<u32> = rows.iter().map(|&r| naive_and(&q, m.row(r as usize))).collect();
+            for kind in KernelKind::available() {
+                let mut out = vec![0; rows.len()];
+                intersections_at(kind, &q, &m, &rows, &mut out).unwrap();
+                assert_eq!(out, expected, "{kind}");
+                let mut seq = Vec::new();
+                dice_pairs_sequential(kind, &m, &m, 0.5, &mut seq).unwrap();
+                let all = dice_all_pairs(KernelKind::Scalar, &m, &m, 0.5, usize::MAX).unwrap();
+                seq.sort_by_key(|p| (p.a, p.b));
+                assert_eq!(seq, all, "{kind}");
+            }
+            let mut out = vec![0; 1];
+            assert!(intersections_at(KernelKind::Scalar, &q, &m, &[46], &mut out).is_err());
+        }
     }
 
     #[test]

@@ -407,6 +407,110 @@ impl FsModel {
     }
 }
 
+/// The model as the live linker applies it: CLK Dice plus exact tokens in
+/// [`crate::blocking::compact_token`] form, the prior set for a federation size, every weight
+/// precomputed. The coordinator does not keep field-level filters, so a `field_dice` comparison
+/// always takes its missing level here.
+#[derive(Debug, Clone)]
+pub struct CompactScorer {
+    /// Prior weight plus the fixed weights (field comparisons at their missing level).
+    base: f64,
+    /// (thresholds, weight per level) of each CLK comparison.
+    clk: Vec<(Vec<f64>, Vec<f64>)>,
+    /// (token kind, weights of agree / disagree / missing) of each token comparison.
+    tokens: Vec<(i32, [f64; 3])>,
+    bands: BandThresholds,
+}
+
+impl FsModel {
+    /// The scorer for a federation of `records` records (λ rescaled by [`FsModel::for_records`]).
+    pub fn compact_scorer(&self, records: u64) -> CompactScorer {
+        let m = self.for_records(records);
+        let mut base = m.prior_weight();
+        let mut clk = Vec::new();
+        let mut tokens = Vec::new();
+        for c in &m.comparisons {
+            match c.kind {
+                ComparisonKind::ClkDice => {
+                    clk.push((c.thresholds.clone(), (0..c.levels()).map(|l| c.weight(l)).collect()));
+                }
+                ComparisonKind::FieldDice => base += c.weight(c.missing_level().unwrap_or_default()),
+                ComparisonKind::Token => {
+                    let w = [c.weight(0), c.weight(1), c.weight(2)];
+                    tokens.push((c.token_kind().unwrap_or(-1), w));
+                }
+            }
+        }
+        CompactScorer { base, clk, tokens, bands: m.bands }
+    }
+}
+
+impl CompactScorer {
+    /// P(match) of a pair with CLK Dice `dice` and these compact tokens.
+    pub fn probability(&self, dice: f64, a: &[u64], b: &[u64]) -> f64 {
+        let mut w = self.base;
+        for (thresholds, weights) in &self.clk {
+            w += weights[thresholds.iter().position(|t| dice >= *t).unwrap_or(thresholds.len())];
+        }
+        for (kind, weights) in &self.tokens {
+            let of = |x: &u64| crate::blocking::compact_kind(*x) == *kind;
+            let level = if !a.iter().any(of) || !b.iter().any(of) {
+                TOKEN_MISSING
+            } else if a.iter().filter(|x| of(x)).any(|x| b.contains(x)) {
+                TOKEN_AGREE
+            } else {
+                TOKEN_DISAGREE
+            };
+            w += weights[level as usize];
+        }
+        probability_of_weight(w)
+    }
+
+    /// The band of a pair (`None`: no link).
+    pub fn band(&self, dice: f64, a: &[u64], b: &[u64]) -> Option<Band> {
+        let p = self.probability(dice, a, b);
+        let t = &self.bands;
+        if p >= t.certain {
+            Some(Band::Certain)
+        } else if p >= t.probable {
+            Some(Band::Probable)
+        } else if p >= t.possible {
+            Some(Band::Possible)
+        } else {
+            None
+        }
+    }
+
+    /// The least CLK Dice at which a pair sharing no exact token can still reach "possible":
+    /// below it, blocking candidates need not be scored. Exact: every pair at or above it with
+    /// no agreeing token is scored, and no pair below it can reach the band. `None`: without an
+    /// agreeing token no pair can.
+    pub fn min_dice_without_token_agreement(&self) -> Option<f32> {
+        let target = (self.bands.possible / (1.0 - self.bands.possible)).log2();
+        let mut best_rest = self.base;
+        for (_, w) in &self.tokens {
+            best_rest += w[TOKEN_DISAGREE as usize].max(w[TOKEN_MISSING as usize]);
+        }
+        let Some(((thresholds, weights), others)) = self.clk.split_first() else { return Some(0.0) };
+        best_rest += others.iter().map(|(_, w)| w.iter().copied().fold(f64::MIN, f64::max)).sum::<f64>();
+        // The lowest level whose weight still reaches the target; levels are monotone, so every
+        // level above it reaches it too.
+        let mut cut = None;
+        for (level, w) in weights.iter().enumerate() {
+            if best_rest + w >= target {
+                cut = Some(level);
+            }
+        }
+        let l = cut?;
+        if l == thresholds.len() {
+            return Some(0.0);
+        }
+        let t = thresholds[l];
+        let f = t as f32;
+        Some(if f64::from(f) > t { f.next_down() } else { f })
+    }
+}
+
 /// The words of `e`'s field filter for `field`, unless it lacks one or it is empty.
 fn field_words<'a>(e: &Encoded<'a>, field: &str) -> Option<&'a [u64]> {
     e.fields.iter().find(|(n, w)| n == field && w.iter().any(|x| *x != 0)).map(|f| f.1.as_slice())
@@ -878,6 +982,50 @@ mod tests {
                 assert!((g.u[l] - w.u[l]).abs() < tol.max(w.u[l] * 0.2), "{} u[{l}]: {} vs {}", w.name, g.u[l], w.u[l]);
             }
         }
+    }
+
+    #[test]
+    fn the_compact_scorer_agrees_with_the_model_and_its_screen_is_exact() {
+        use crate::blocking::compact_token;
+        for model in [known(), FsModel::default_model()] {
+            let scorer = model.compact_scorer(model.reference_records);
+            let clk_a = [0xffu64; 16];
+            let sets: Vec<Vec<Token>> = vec![
+                vec![],
+                vec![tok(TokenKind::CodiceFiscale, 1)],
+                vec![tok(TokenKind::CodiceFiscale, 2)],
+                vec![tok(TokenKind::CodiceFiscale, 1), tok(TokenKind::Stp, 5)],
+                vec![tok(TokenKind::Stp, 5)],
+            ];
+            for ta in &sets {
+                for tb in &sets {
+                    for dice in [1.0, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.3, 0.0] {
+                        let levels = {
+                            let a = Encoded { clk: &clk_a, tokens: ta, fields: &[] };
+                            let b = Encoded { clk: &clk_a, tokens: tb, fields: &[] };
+                            let mut l = model.compare(&a, &b);
+                            let clk_pos = model.comparisons.iter().position(|c| c.kind == ComparisonKind::ClkDice).unwrap();
+                            l[clk_pos] = model.comparisons[clk_pos].dice_level(dice);
+                            l
+                        };
+                        let want = model.match_probability(&levels);
+                        let ca: Vec<u64> = ta.iter().map(compact_token).collect();
+                        let cb: Vec<u64> = tb.iter().map(compact_token).collect();
+                        let got = scorer.probability(dice, &ca, &cb);
+                        assert!((got - want).abs() < 1e-9, "dice {dice} {ta:?} {tb:?}: {got} vs {want}");
+                        // The screen: no pair without an agreeing token below it reaches a band.
+                        let agree = ca.iter().any(|x| cb.contains(x));
+                        if !agree && scorer.band(dice, &ca, &cb).is_some() {
+                            let t = scorer.min_dice_without_token_agreement().expect("a band is reachable");
+                            assert!(dice >= f64::from(t), "dice {dice} reaches a band below the screen {t}");
+                        }
+                    }
+                }
+            }
+        }
+        // The shipped model screens at a Dice a reader would expect for ~6,000 records.
+        let t = FsModel::default_model().compact_scorer(5896).min_dice_without_token_agreement().unwrap();
+        assert!((0.6..0.95).contains(&t), "{t}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::answer::{self, Candidate};
 use crate::audit::{Event, Record};
 use crate::config::CoordinatorConfig;
-use crate::linker::{ItemId, LinkChange, Linker};
+use crate::linker::{ItemId, LinkChange, Linker, LinkerParams, Publish};
 use crate::model::{self, ItemKey, StoredItem};
 use crate::storage::Store;
 
@@ -48,6 +48,7 @@ pub struct Coordinator {
 
 struct State {
     linker: Linker,
+    ids: HashMap<ItemKey, ItemId>,
     items: HashMap<ItemId, StoredItem>,
     next_id: ItemId,
     audit_head: Option<(u64, String)>,
@@ -67,8 +68,10 @@ impl Coordinator {
     pub fn open(cfg: &CoordinatorConfig, schema: &LinkageSchema) -> Result<Coordinator> {
         let store = Store::open(&cfg.data_dir)?;
         let loaded = store.load()?;
-        let mut linker = Linker::new();
+        let model = cfg.model().map_err(anyhow::Error::msg)?;
+        let mut linker = Linker::new(LinkerParams::for_schema(schema, model)).map_err(anyhow::Error::msg)?;
         let mut items = HashMap::new();
+        let mut ids = HashMap::new();
         let mut dropped = 0usize;
         for (id, mut item) in loaded.items {
             // Encodings of epochs no longer accepted are dropped (end of a key rotation);
@@ -79,11 +82,19 @@ impl Coordinator {
                 dropped += before - item.encodings.len();
                 store.put_item(id, &item, &[], &[])?;
             }
-            linker.restore(id, &item);
+            linker.restore(id, item.revision, &item.encodings).map_err(|e| anyhow::anyhow!("stored item {id}: {e}"))?;
+            ids.insert(item.key.clone(), id);
             items.insert(id, item);
         }
         for (a, b, band) in loaded.links {
             linker.restore_link(a, b, band);
+        }
+        linker.finish_restore(loaded.clusters);
+        let repaired = linker.take_cluster_changes();
+        if !repaired.is_empty() {
+            store.put_clusters(&repaired)?;
+            store.flush()?;
+            tracing::info!(items = repaired.len(), "cluster ids assigned or repaired from the links");
         }
         if dropped > 0 {
             store.flush()?;
@@ -93,7 +104,7 @@ impl Coordinator {
         tracing::info!(items = items.len(), "index rebuilt from storage");
         Ok(Coordinator {
             store,
-            state: Mutex::new(State { linker, items, next_id: loaded.next_id, audit_head }),
+            state: Mutex::new(State { linker, ids, items, next_id: loaded.next_id, audit_head }),
             fingerprint: schema.fingerprint(),
             shape: model::EncodingShape::of(schema),
             epochs: cfg.key_epochs.clone(),
@@ -162,16 +173,25 @@ impl Coordinator {
         let accepted = checked.len() as u32;
         let mut state = self.lock();
         let mut links_found = 0u32;
-        for p in checked {
-            let id = match state.linker.id_of(&p.key) {
-                Some(id) => id,
+        let mut assigned: Vec<ItemId> = Vec::with_capacity(checked.len());
+        for p in &checked {
+            let id = match state.ids.get(&p.key) {
+                Some(&id) => id,
                 None => {
                     let id = state.next_id;
                     state.next_id += 1;
+                    state.ids.insert(p.key.clone(), id);
                     id
                 }
             };
-            let change = state.linker.publish(id, &p.key, p.revision, &p.encoding);
+            assigned.push(id);
+        }
+        let publish: Vec<Publish<'_>> =
+            checked.iter().zip(&assigned).map(|(p, &id)| Publish { id, revision: p.revision, encoding: &p.encoding }).collect();
+        let changes = state.linker.publish_batch(&publish).map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        drop(publish);
+        let change_of: HashMap<ItemId, LinkChange> = changes.into_iter().collect();
+        for (p, id) in checked.into_iter().zip(assigned) {
             let mut item = match state.items.remove(&id) {
                 Some(existing) if existing.revision == p.revision => existing,
                 _ => StoredItem {
@@ -187,15 +207,17 @@ impl Coordinator {
             item.quality_flags = p.quality_flags;
             item.relationship = p.relationship;
             item.entity_name = p.entity_name;
-            match &change {
-                LinkChange::Relinked { removed, links } => {
+            match change_of.get(&id) {
+                Some(LinkChange::Relinked { removed, links }) => {
                     links_found += links.len() as u32;
                     self.store.put_item(id, &item, removed, links).map_err(internal)?;
                 }
-                LinkChange::Unchanged => self.store.put_item(id, &item, &[], &[]).map_err(internal)?,
+                _ => self.store.put_item(id, &item, &[], &[]).map_err(internal)?,
             }
             state.items.insert(id, item);
         }
+        let clusters = state.linker.take_cluster_changes();
+        self.store.put_clusters(&clusters).map_err(internal)?;
         self.store.put_batch_ack(&who.id, batch.batch_id, accepted, links_found).map_err(internal)?;
         self.store.flush().map_err(internal)?;
         drop(state);
@@ -210,7 +232,7 @@ impl Coordinator {
         let rel = model::relationship_from_wire(req.relationship.as_ref(), entity_type).map_err(Status::invalid_argument)?;
         let key = ItemKey { node: who.id.clone(), reference: req.reference.clone() };
         let mut state = self.lock();
-        let Some(id) = state.linker.id_of(&key) else {
+        let Some(&id) = state.ids.get(&key) else {
             return Err(Status::not_found("no published item has that reference; publish it first"));
         };
         let Some(item) = state.items.get_mut(&id) else {
@@ -240,13 +262,15 @@ impl Coordinator {
         let mut affected = 0;
         for r in &req.references {
             let key = ItemKey { node: who.id.clone(), reference: r.clone() };
-            if let Some(id) = state.linker.id_of(&key) {
+            if let Some(id) = state.ids.remove(&key) {
                 let neighbours = state.linker.remove(id);
                 state.items.remove(&id);
                 self.store.remove_item(id, &key, &neighbours).map_err(internal)?;
                 affected += 1;
             }
         }
+        let clusters = state.linker.take_cluster_changes();
+        self.store.put_clusters(&clusters).map_err(internal)?;
         self.audit(&mut state, who, Event::Withdrawn { references: req.references.clone() }).map_err(internal)?;
         self.store.flush().map_err(internal)?;
         Ok(v1::Ack { affected })
@@ -263,7 +287,7 @@ impl Coordinator {
         let anchor_key = ItemKey { node: who.id.clone(), reference: q.anchor_reference.clone() };
 
         let mut state = self.lock();
-        let anchor_id = state.linker.id_of(&anchor_key);
+        let anchor_id = state.ids.get(&anchor_key).copied();
         let anchor_rel = anchor_id.and_then(|id| state.items.get(&id)).map(|i| i.relationship.clone());
         let names = (vocab::PurposeName::name(purpose), vocab::OperatorRoleName::name(role));
         if let Err(refusal) = answer::check_question(role, purpose, anchor_rel.as_ref()) {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Entry, Record};
-use crate::linker::{Band, ItemId};
+use crate::linker::{Band, ClusterId, ItemId};
 use crate::model::{ItemKey, StoredItem};
 
 /// sled's page cache; its default (1 GB) is far more than the coordinator needs here.
@@ -23,6 +23,7 @@ pub struct Store {
     links: sled::Tree,
     audit: sled::Tree,
     batches: sled::Tree,
+    clusters: sled::Tree,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,6 +65,8 @@ fn byte_band(b: u8) -> Option<Band> {
 pub struct Loaded {
     pub items: Vec<(ItemId, StoredItem)>,
     pub links: Vec<(ItemId, ItemId, Band)>,
+    /// Stored cluster ids (item → cluster).
+    pub clusters: Vec<(ItemId, ClusterId)>,
     pub next_id: ItemId,
 }
 
@@ -89,6 +92,7 @@ impl Store {
             links: db.open_tree("links")?,
             audit: db.open_tree("audit")?,
             batches: db.open_tree("batches")?,
+            clusters: db.open_tree("clusters")?,
             db,
         })
     }
@@ -112,7 +116,14 @@ impl Store {
                 links.push((a, b, band));
             }
         }
-        Ok(Loaded { items, links, next_id })
+        let mut clusters = Vec::new();
+        for kv in self.clusters.iter() {
+            let (k, v) = kv?;
+            let id = u64::from_be_bytes(k.as_ref().try_into().context("a stored cluster key is unreadable")?);
+            let c = u64::from_be_bytes(v.as_ref().try_into().context("a stored cluster id is unreadable")?);
+            clusters.push((id, c));
+        }
+        Ok(Loaded { items, links, clusters, next_id })
     }
 
     /// Stores an item and its links, replacing what the item had before; not yet flushed.
@@ -128,6 +139,26 @@ impl Store {
         }
         self.links.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Records cluster id changes (`0`: the item is gone); not yet flushed.
+    pub fn put_clusters(&self, changes: &[(ItemId, ClusterId)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for &(id, c) in changes {
+            if c == 0 {
+                batch.remove(&id.to_be_bytes());
+            } else {
+                batch.insert(&id.to_be_bytes(), &c.to_be_bytes());
+            }
+        }
+        self.clusters.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Number of distinct clusters stored.
+    pub fn cluster_count(&self) -> usize {
+        let ids: std::collections::HashSet<Vec<u8>> = self.clusters.iter().values().filter_map(|v| v.ok()).map(|v| v.to_vec()).collect();
+        ids.len()
     }
 
     /// Erases an item and its links; not yet flushed.

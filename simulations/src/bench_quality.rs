@@ -358,11 +358,12 @@ pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
     for (i, r) in records.iter().enumerate() {
         let by_lsh = lsh.candidates(&r.words);
         from_lsh += by_lsh.len() as u64;
-        for j in by_lsh.into_iter().chain(tokens.candidates(&r.tokens)) {
-            candidate_set.insert((j as u32, i as u32));
+        let compact: Vec<u64> = r.tokens.iter().map(blocking::compact_token).collect();
+        for j in by_lsh.into_iter().chain(tokens.candidates(&compact)) {
+            candidate_set.insert((j, i as u32));
         }
-        lsh.insert(i as u64, &r.words);
-        tokens.insert(i as u64, &r.tokens);
+        lsh.insert(i as u32, &r.words);
+        tokens.insert(i as u32, &compact);
     }
     let mut candidates: Vec<Candidate> = candidate_set
         .iter()
