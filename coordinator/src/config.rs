@@ -82,14 +82,17 @@ impl CoordinatorConfig {
     pub fn model(&self) -> Result<crate::scoring::FsModel, String> {
         match &self.model_file {
             None => Ok(crate::scoring::FsModel::default_model()),
-            Some(p) => {
-                let meta = std::fs::metadata(p).map_err(|e| format!("cannot read the model file {}: {e}", p.display()))?;
-                if meta.len() > crate::scoring::MAX_MODEL_BYTES as u64 {
-                    return Err(format!("the model file {} is larger than {} bytes", p.display(), crate::scoring::MAX_MODEL_BYTES));
-                }
-                let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-                crate::scoring::FsModel::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
-            }
+            Some(p) => load_model(p),
         }
     }
+}
+
+/// Reads and checks a model file of at most [`crate::scoring::MAX_MODEL_BYTES`] bytes.
+pub fn load_model(p: &Path) -> Result<crate::scoring::FsModel, String> {
+    let meta = std::fs::metadata(p).map_err(|e| format!("cannot read the model file {}: {e}", p.display()))?;
+    if meta.len() > crate::scoring::MAX_MODEL_BYTES as u64 {
+        return Err(format!("the model file {} is larger than {} bytes", p.display(), crate::scoring::MAX_MODEL_BYTES));
+    }
+    let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    crate::scoring::FsModel::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
 }

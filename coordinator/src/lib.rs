@@ -2,14 +2,16 @@
 //! questions, over mutual TLS only.
 //!
 //! Pure core: [`model`] (checked values), [`linker`] (scoring, link graph, clusters), [`answer`]
-//! (what a question may see), [`audit`] (the hash chain). Edges: [`storage`] (sled) and
-//! [`service`] (tonic, identity from certificates). This crate does not depend on the node's
-//! encoder and never receives the linkage secret: it cannot encode.
+//! (what a question may see), [`audit`] (the hash chain), [`scoring`] and [`estimate`] (the
+//! matching model and its re-estimation on the federation's own encodings). Edges: [`storage`]
+//! (sled) and [`service`] (tonic, identity from certificates). This crate does not depend on
+//! the node's encoder and never receives the linkage secret: it cannot encode.
 
 pub mod answer;
 pub mod audit;
 pub mod blocking;
 pub mod config;
+pub mod estimate;
 pub mod kernel;
 pub mod linker;
 pub mod model;

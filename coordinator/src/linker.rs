@@ -80,6 +80,9 @@ pub const BULK_PATH_MIN_ITEMS: usize = 64;
 /// The LSH positions are re-chosen from measured bit frequencies each time an epoch's index
 /// doubles, up to this many items; beyond, they stay until the next start.
 const ADAPT_LSH_UNTIL: usize = 1 << 17;
+/// Groups of fewer batch rows than this in one LSH bucket are compared row by row rather than as
+/// a gathered tile.
+const SMALL_GROUP: usize = 4;
 /// Filters sampled to measure bit frequencies.
 const FREQUENCY_SAMPLE: usize = 100_000;
 
@@ -202,7 +205,7 @@ impl EpochIndex {
         t
     }
 
-    fn insert(&mut self, row: u32, words: &[u64], tokens: &[u64]) {
+    fn insert(&mut self, row: u32, words: &[u64], tokens: &[u64], into_lsh: bool) {
         if self.has(row) {
             self.remove(row);
         }
@@ -221,7 +224,9 @@ impl EpochIndex {
         if tokens.len() > 2 {
             self.more_tokens.insert(row, tokens[2..].to_vec());
         }
-        self.lsh.insert(row, words);
+        if into_lsh {
+            self.lsh.insert(row, words);
+        }
         self.token_index.insert(row, tokens);
         self.count += 1;
     }
@@ -247,24 +252,25 @@ impl EpochIndex {
     /// Re-chooses the LSH positions, skipping the positions most often set among (a sample of)
     /// the indexed filters, and re-inserts every filter.
     fn adapt_lsh(&mut self, params: &LinkerParams) {
-        if params.lsh.skip_most_frequent == 0 {
-            self.adapted_at = self.count;
-            return;
-        }
         let step = self.count.div_ceil(FREQUENCY_SAMPLE).max(1);
         let sample = self.rows().step_by(step).map(|r| self.matrix.row(r as usize));
         let freq = blocking::bit_frequencies(sample, params.clk_bits);
         let mut lsh = LshIndex::with_frequencies(params.lsh, params.clk_bits, &freq).expect("checked by Linker::new");
-        for r in self.rows() {
-            lsh.insert(r, self.matrix.row(r as usize));
-        }
+        let all: Vec<(u32, &[u64])> = self.rows().map(|r| (r, self.matrix.row(r as usize))).collect();
+        lsh.insert_many(&all);
         self.lsh = lsh;
         self.adapted_at = self.count;
     }
 
-    fn maybe_adapt(&mut self, params: &LinkerParams) {
-        if self.count >= 2 * self.adapted_at.max(32) && self.adapted_at < ADAPT_LSH_UNTIL {
+    /// Puts `rows` (indexed without LSH) into the LSH tables — or, when the index has doubled
+    /// since the positions were last chosen, re-chooses them and rebuilds the tables with
+    /// everything.
+    fn add_to_lsh(&mut self, rows: &[u32], params: &LinkerParams) {
+        if params.lsh.skip_most_frequent > 0 && self.count >= 2 * self.adapted_at.max(32) && self.adapted_at < ADAPT_LSH_UNTIL {
             self.adapt_lsh(params);
+        } else {
+            let items: Vec<(u32, &[u64])> = rows.iter().map(|&r| (r, self.matrix.row(r as usize))).collect();
+            self.lsh.insert_many(&items);
         }
     }
 
@@ -285,9 +291,26 @@ struct Pair {
     o: u32,
 }
 
+/// What linking the last batch took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchStats {
+    /// Items (re)linked.
+    pub linked_items: u64,
+    /// Dice computations of the blocking (LSH candidates, counted once per table on the bulk
+    /// path).
+    pub comparisons: u64,
+    /// Distinct candidate pairs scored (LSH at or above the screen, or sharing a token).
+    pub scored_pairs: u64,
+    /// Links made.
+    pub links: u64,
+    /// Whether the bulk (bucket) path ran.
+    pub bulk_path: bool,
+}
+
 /// The index, the link graph and the clusters. Rebuilt from storage at start.
 pub struct Linker {
     params: LinkerParams,
+    last_batch: BatchStats,
     epochs: BTreeMap<u32, EpochIndex>,
     alive: Vec<bool>,
     revisions: Vec<u64>,
@@ -308,6 +331,7 @@ impl Linker {
         }
         Ok(Linker {
             params,
+            last_batch: BatchStats::default(),
             epochs: BTreeMap::new(),
             alive: Vec::new(),
             revisions: Vec::new(),
@@ -321,6 +345,23 @@ impl Linker {
 
     pub fn params(&self) -> &LinkerParams {
         &self.params
+    }
+
+    /// What linking the last batch took.
+    pub fn last_batch(&self) -> BatchStats {
+        self.last_batch
+    }
+
+    /// Whether two filters meet in at least one LSH table of `epoch`'s index (for measuring
+    /// pair completeness).
+    pub fn lsh_collide(&self, epoch: u32, a: &[u64], b: &[u64]) -> bool {
+        self.epochs.get(&epoch).is_some_and(|ix| (0..ix.lsh.tables()).any(|t| ix.lsh.table_key(t, a) == ix.lsh.table_key(t, b)))
+    }
+
+    /// The Dice below which a pair without an agreeing token is not scored, for the federation
+    /// size `records`.
+    pub fn screen(&self, records: u64) -> Option<f32> {
+        self.params.model.compact_scorer(records).min_dice_without_token_agreement()
     }
 
     /// Items indexed.
@@ -373,12 +414,12 @@ impl Linker {
         self.revisions[i] = revision;
     }
 
-    fn index(&mut self, id: ItemId, enc: &EpochEncoding) {
+    fn index(&mut self, id: ItemId, enc: &EpochEncoding, into_lsh: bool) {
         let words = to_words(&enc.clk);
         let tokens: Vec<u64> = enc.tokens.iter().map(compact_token).collect();
         let params = &self.params;
         let ix = self.epochs.entry(enc.epoch).or_insert_with(|| EpochIndex::new(params));
-        ix.insert(id as u32, &words, &tokens);
+        ix.insert(id as u32, &words, &tokens, into_lsh);
     }
 
     /// Adds a stored item to the index without linking it (used when restoring from storage;
@@ -390,7 +431,8 @@ impl Linker {
         }
         self.set_alive(id, revision);
         for enc in encodings {
-            self.index(id, enc);
+            // The LSH tables are built once, by `finish_restore`.
+            self.index(id, enc, false);
         }
         Ok(())
     }
@@ -411,6 +453,8 @@ impl Linker {
             ix.adapt_lsh(&params);
             ix.lsh.shrink_to_fit();
             ix.matrix.shrink_to_fit();
+            ix.present.shrink_to_fit();
+            ix.tokens.shrink_to_fit();
         }
         for (id, c) in clusters {
             if self.contains(id) && c != 0 {
@@ -446,11 +490,13 @@ impl Linker {
 
         // 1. Index; drop the links of replaced revisions.
         let mut results: Vec<(ItemId, Option<Vec<ItemId>>)> = Vec::with_capacity(items.len());
-        let mut by_epoch: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        let mut to_lsh: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        let mut to_link: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         let mut touched: Vec<ItemId> = Vec::new();
         for p in &items {
+            to_lsh.entry(p.encoding.epoch).or_default().push(p.id as u32);
             if self.contains(p.id) && self.revisions[p.id as usize] == p.revision {
-                self.index(p.id, p.encoding);
+                self.index(p.id, p.encoding, false);
                 results.push((p.id, None));
                 continue;
             }
@@ -458,24 +504,33 @@ impl Linker {
             touched.extend(&removed);
             touched.push(p.id);
             self.set_alive(p.id, p.revision);
-            self.index(p.id, p.encoding);
-            by_epoch.entry(p.encoding.epoch).or_default().push(p.id as u32);
+            self.index(p.id, p.encoding, false);
+            to_link.entry(p.encoding.epoch).or_default().push(p.id as u32);
             results.push((p.id, Some(removed)));
+        }
+        let params = self.params.clone();
+        for (epoch, rows) in &to_lsh {
+            self.epochs.get_mut(epoch).expect("indexed above").add_to_lsh(rows, &params);
         }
 
         // 2–3. Block and score, epoch by epoch.
-        let params = self.params.clone();
         let mut new_links: Vec<(ItemId, ItemId, Band)> = Vec::new();
-        for (epoch, mut rows) in by_epoch {
+        let mut stats = BatchStats::default();
+        for (epoch, mut rows) in to_link {
             rows.sort_unstable();
-            let ix = self.epochs.get_mut(&epoch).expect("indexed above");
-            ix.maybe_adapt(&params);
             let ix = &self.epochs[&epoch];
             let records = params.prior_records.unwrap_or(ix.count as u64);
             let scorer = params.model.compact_scorer(records);
-            let pairs = candidate_pairs(&params, ix, &rows, &scorer);
-            new_links.extend(score_pairs(&params, ix, &pairs, &scorer));
+            let (pairs, comparisons, bulk) = candidate_pairs(&params, ix, &rows, &scorer);
+            let links = score_pairs(ix, &pairs, &scorer);
+            stats.linked_items += rows.len() as u64;
+            stats.comparisons += comparisons;
+            stats.scored_pairs += pairs.len() as u64;
+            stats.links += links.len() as u64;
+            stats.bulk_path |= bulk;
+            new_links.extend(links);
         }
+        self.last_batch = stats;
         for &(a, b, band) in &new_links {
             self.add_link(a, b, band);
             touched.push(b);
@@ -718,24 +773,24 @@ impl Linker {
 /// The candidate pairs of `rows` (sorted, all indexed in `ix`): with any other indexed row they
 /// share an LSH bucket with at Dice ≥ the scorer's screen, or an exact token with. A pair of two
 /// batch rows is found once, as (later, earlier). Sorted, without duplicates.
-fn candidate_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], scorer: &CompactScorer) -> Vec<Pair> {
+/// Also returns the Dice computations made and whether the bulk path ran.
+fn candidate_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], scorer: &CompactScorer) -> (Vec<Pair>, u64, bool) {
     let screen = scorer.min_dice_without_token_agreement();
-    let mut pairs = if rows.len() >= BULK_PATH_MIN_ITEMS {
-        bucket_pairs(params, ix, rows, screen)
-    } else {
-        query_pairs(params, ix, rows, screen)
-    };
+    let bulk = rows.len() >= BULK_PATH_MIN_ITEMS;
+    let (mut pairs, comparisons) = if bulk { bucket_pairs(params, ix, rows, screen) } else { query_pairs(params, ix, rows, screen) };
     let in_batch = |o: u32| rows.binary_search(&o).is_ok();
     for &r in rows {
-        for o in ix.token_index.candidates(&ix.tokens_of(r)) {
-            if o != r && (!in_batch(o) || o < r) {
-                pairs.push(Pair { r, o });
+        for &t in ix.tokens_of(r).iter() {
+            for &o in ix.token_index.get(t) {
+                if o != r && (!in_batch(o) || o < r) {
+                    pairs.push(Pair { r, o });
+                }
             }
         }
     }
     pairs.sort_unstable();
     pairs.dedup();
-    pairs
+    (pairs, comparisons, bulk)
 }
 
 /// Whether `|A∧B| = and` with `|A| + |B| = s` reaches Dice `t`, exactly as the kernel decides.
@@ -747,8 +802,9 @@ fn reaches(and: u32, s: u32, t: f32) -> bool {
 }
 
 /// The online path: each row asks the LSH index for its candidates.
-fn query_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Option<f32>) -> Vec<Pair> {
-    let Some(t) = screen else { return Vec::new() };
+fn query_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Option<f32>) -> (Vec<Pair>, u64) {
+    let Some(t) = screen else { return (Vec::new(), 0) };
+    let mut comparisons = 0u64;
     let in_batch = |o: u32| rows.binary_search(&o).is_ok();
     let mut out = Vec::new();
     let mut counts = Vec::new();
@@ -756,6 +812,7 @@ fn query_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Opt
         let words = ix.matrix.row(r as usize);
         let cands: Vec<u32> = ix.lsh.candidates(words).into_iter().filter(|&o| o != r && (!in_batch(o) || o < r)).collect();
         counts.resize(cands.len(), 0);
+        comparisons += cands.len() as u64;
         kernel::intersections_at(params.kernel, words, &ix.matrix, &cands, &mut counts).expect("rows indexed, lengths checked");
         let pop_r = ix.matrix.popcount(r as usize);
         for (&o, &and) in cands.iter().zip(&counts) {
@@ -764,30 +821,48 @@ fn query_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Opt
             }
         }
     }
-    out
+    (out, comparisons)
 }
 
 /// The bulk path: per LSH table (in parallel), each bucket the batch falls into is compared as a
 /// block — the batch members in it against all its members — with the tiled kernel.
-fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Option<f32>) -> Vec<Pair> {
-    let Some(t) = screen else { return Vec::new() };
+fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Option<f32>) -> (Vec<Pair>, u64) {
+    let Some(t) = screen else { return (Vec::new(), 0) };
     let mut in_batch = vec![false; ix.matrix.len()];
     for &r in rows {
         in_batch[r as usize] = true;
     }
     let words = params.clk_bits as usize / 64;
-    let per_table: Vec<Vec<Pair>> = (0..ix.lsh.tables())
+    let per_table: Vec<(Vec<Pair>, u64)> = (0..ix.lsh.tables())
         .into_par_iter()
         .map(|table| {
             let mut keyed: Vec<(u64, u32)> = rows.iter().map(|&r| (ix.lsh.table_key(table, ix.matrix.row(r as usize)), r)).collect();
             keyed.sort_unstable();
             let mut out = Vec::new();
             let mut found = Vec::new();
+            let mut comparisons = 0u64;
             let mut a = FilterMatrix::new(words).expect("valid length");
             let mut b = FilterMatrix::new(words).expect("valid length");
+            let mut counts = Vec::new();
             for group in keyed.chunk_by(|x, y| x.0 == y.0) {
                 let bucket = ix.lsh.bucket(table, group[0].0);
                 if bucket.len() < 2 {
+                    continue;
+                }
+                comparisons += (group.len() * bucket.len()) as u64;
+                if group.len() < SMALL_GROUP {
+                    // Too few batch rows to fill a tile: count straight from the matrix.
+                    counts.resize(bucket.len(), 0);
+                    for &(_, r) in group {
+                        let words = ix.matrix.row(r as usize);
+                        kernel::intersections_at(params.kernel, words, &ix.matrix, bucket, &mut counts).expect("rows indexed");
+                        let pop_r = ix.matrix.popcount(r as usize);
+                        for (&o, &and) in bucket.iter().zip(&counts) {
+                            if o != r && (!in_batch[o as usize] || o < r) && reaches(and, pop_r + ix.matrix.popcount(o as usize), t) {
+                                out.push(Pair { r, o });
+                            }
+                        }
+                    }
                     continue;
                 }
                 a.clear_all();
@@ -809,15 +884,15 @@ fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Op
             }
             out.sort_unstable();
             out.dedup();
-            out
+            (out, comparisons)
         })
         .collect();
-    per_table.into_iter().flatten().collect()
+    let comparisons = per_table.iter().map(|x| x.1).sum();
+    (per_table.into_iter().flat_map(|x| x.0).collect(), comparisons)
 }
 
 /// Scores the candidate pairs (in parallel); returns the links, as (batch item, other, band).
-fn score_pairs(params: &LinkerParams, ix: &EpochIndex, pairs: &[Pair], scorer: &CompactScorer) -> Vec<(ItemId, ItemId, Band)> {
-    let _ = params;
+fn score_pairs(ix: &EpochIndex, pairs: &[Pair], scorer: &CompactScorer) -> Vec<(ItemId, ItemId, Band)> {
     pairs
         .par_iter()
         .filter_map(|p| {

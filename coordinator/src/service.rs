@@ -348,6 +348,12 @@ impl Coordinator {
         }
     }
 
+    /// The person cluster of a published item, if it is indexed.
+    pub fn cluster_of(&self, key: &ItemKey) -> Option<crate::linker::ClusterId> {
+        let state = self.lock();
+        state.ids.get(key).and_then(|&id| state.linker.cluster_of(id))
+    }
+
     /// Items indexed and persons (clusters) they form.
     pub fn stats(&self) -> (usize, usize) {
         let state = self.lock();

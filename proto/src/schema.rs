@@ -175,13 +175,11 @@ pub struct Blocking {
 }
 
 impl Default for Blocking {
-    /// K = 16, L = 40, the 64 most frequently set positions skipped — the coordinator's
-    /// measured defaults (`ponte_coordinator::blocking::LshParams`): on the demo federation they
-    /// kept 99.89 % of the true pairs against 99.1 % for K = 20, L = 30, nothing skipped. A pair
-    /// at 90 % bit agreement meets with probability ≈ 0.9997, one at 52 % (unrelated filters at
-    /// fill 0.41) with ≈ 10⁻³.
+    /// K = 20, L = 30, the 64 most frequently set positions skipped — the coordinator's
+    /// measured defaults (`ponte_coordinator::blocking::LshParams`; the figures are in
+    /// `schemas/default.toml`).
     fn default() -> Self {
-        Blocking { lsh_bits_per_key: 16, lsh_tables: 40, skip_most_frequent_bits: 64 }
+        Blocking { lsh_bits_per_key: 20, lsh_tables: 30, skip_most_frequent_bits: 64 }
     }
 }
 

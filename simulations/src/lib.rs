@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_kernel;
+pub mod bench_scale;
 pub mod bench_quality;
 pub mod demo;
 pub mod synth;

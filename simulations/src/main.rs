@@ -78,6 +78,10 @@ enum BenchCmd {
     /// Dice kernel throughput per variant (one query vs many, tiled all-pairs), one core and all
     /// cores.
     Kernel(ponte_sim::bench_kernel::KernelBenchArgs),
+    /// An entity's initial load linked in bulk: side A (the ASL) against side B (the others).
+    Bulk(ponte_sim::bench_scale::BulkBenchArgs),
+    /// One record at a time linked against millions indexed: latency and memory.
+    Online(ponte_sim::bench_scale::OnlineBenchArgs),
     /// Linkage quality (LSH blocking + Fellegi–Sunter) against the synthetic truth.
     Quality(ponte_sim::bench_quality::QualityBenchArgs),
 }
@@ -123,6 +127,10 @@ fn run() -> anyhow::Result<()> {
             println!("wrote {} exports and truth.csv to {}", g.exports.len(), out.display());
         }
         Cmd::Bench { what: BenchCmd::Kernel(args) } => ponte_sim::bench_kernel::run_and_print(args)?,
+        Cmd::Bench { what: BenchCmd::Bulk(args) } => ponte_sim::bench_scale::print(&ponte_sim::bench_scale::bulk(&args)?, args.json)?,
+        Cmd::Bench { what: BenchCmd::Online(args) } => {
+            ponte_sim::bench_scale::print(&ponte_sim::bench_scale::online(&args)?, args.json)?
+        }
         Cmd::Bench { what: BenchCmd::Quality(args) } => {
             let json = args.json;
             let report = ponte_sim::bench_quality::run(args)?;
