@@ -22,14 +22,11 @@
 //!
 //! # Memory
 //!
-//! Ids are `u32` (the linker's item numbers). An indexed filter costs, per table, its 4-byte id
-//! in a bucket plus its share of the bucket's hash-map slot (8-byte key + 24-byte [`Bucket`] +
-//! 1 control byte). Singletons are stored inline; buckets with two or more ids hold a
-//! `Vec<u32>`. With `K = 16` a table has at most 65,536 keys, so at scale nearly every id sits in
-//! a shared bucket and costs 4 bytes per table plus the vector's spare capacity
-//! ([`LshIndex::shrink_to_fit`] releases it after a bulk load): ≈ 160–240 bytes per filter at
-//! `L = 40`. [`LshIndex::memory_bytes`] estimates the figure of an actual index. The token index
-//! keys [`compact_token`]s: ≈ 40 bytes per distinct token.
+//! Ids are `u32` (the linker's item numbers). Each LSH table keeps one 4-byte head per possible
+//! key and one 4-byte link per indexed filter (buckets are chains through the links), so an
+//! indexed filter costs exactly `4·L` bytes — 120 bytes at the default `L = 30` — however the
+//! filters spread over the buckets; [`LshIndex::memory_bytes`] reports the figure. The token
+//! index keys [`compact_token`]s in a hash map: ≈ 40 bytes per distinct token.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -275,18 +272,95 @@ fn remove_from<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: &K, id
     }
 }
 
+/// Keys of up to this many bits address a table's heads directly; longer keys are hashed down
+/// to it (a false collision only adds a candidate).
+pub const MAX_DIRECT_KEY_BITS: u32 = 22;
+/// "No item": the end of a bucket's chain.
+const NONE: u32 = u32::MAX;
+
+/// One table: its sampled positions and its buckets as chains through two arrays — `heads[slot]`
+/// is the last id inserted under that slot, `next[id]` the id inserted before it there.
 #[derive(Debug)]
 struct Table {
     positions: Vec<u32>,
-    buckets: KeyMap<u64, Bucket>,
+    heads: Vec<u32>,
+    next: Vec<u32>,
+}
+
+impl Table {
+    fn slot(&self, key: u64) -> usize {
+        if self.heads.len() as u64 >= 1u64 << self.positions.len().min(63) {
+            key as usize
+        } else {
+            (splitmix(key) >> (64 - MAX_DIRECT_KEY_BITS)) as usize
+        }
+    }
+
+    fn push(&mut self, slot: usize, id: u32) {
+        let i = id as usize;
+        if self.next.len() <= i {
+            self.next.resize(i + 1, NONE);
+        }
+        self.next[i] = self.heads[slot];
+        self.heads[slot] = id;
+    }
+
+    /// Unlinks `id` from the chain at `slot`; whether it was there.
+    fn unlink(&mut self, slot: usize, id: u32) -> bool {
+        let mut prev = NONE;
+        let mut at = self.heads[slot];
+        while at != NONE {
+            if at == id {
+                let after = self.next[at as usize];
+                if prev == NONE {
+                    self.heads[slot] = after;
+                } else {
+                    self.next[prev as usize] = after;
+                }
+                self.next[at as usize] = NONE;
+                return true;
+            }
+            prev = at;
+            at = self.next[at as usize];
+        }
+        false
+    }
+
+    fn chain(&self, slot: usize) -> Chain<'_> {
+        Chain { next: &self.next, at: self.heads[slot] }
+    }
+}
+
+/// The ids of one bucket, newest first.
+pub struct Chain<'a> {
+    next: &'a [u32],
+    at: u32,
+}
+
+impl Iterator for Chain<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.at == NONE {
+            return None;
+        }
+        let id = self.at;
+        self.at = self.next[id as usize];
+        Some(id)
+    }
 }
 
 /// Hamming-LSH index over CLKs of one length.
 ///
-/// Contract: an id is inserted with the filter it is later removed with (the index does not keep
-/// filters); inserting the same id twice indexes it twice. [`LshIndex::candidates`] returns every
-/// indexed id that agrees with the query on all sampled positions of at least one table — so an
-/// identical filter is always returned — sorted and without duplicates.
+/// Storage: per table, one 4-byte head per possible key (`2^K` of them, at most
+/// `2^`[`MAX_DIRECT_KEY_BITS`]) and one 4-byte link per id — a bucket is the chain of ids from
+/// its head. That is exactly `4·L` bytes per indexed filter, whatever the buckets' sizes, plus
+/// `4·2^K·L` bytes for the heads (16 MiB per table at `K = 22`, 4 MiB at the default `K = 20`).
+///
+/// Contract: ids are dense numbers below `u32::MAX` (memory follows the largest id); an id is
+/// indexed at most once at a time, and removed with the filter it was inserted with (the index
+/// does not keep filters). [`LshIndex::candidates`] returns every indexed id that agrees with the
+/// query on all sampled positions of at least one table — so an identical filter is always
+/// returned — sorted and without duplicates.
 #[derive(Debug)]
 pub struct LshIndex {
     params: LshParams,
@@ -323,6 +397,7 @@ impl LshIndex {
             splitmix(state)
         };
         let k = params.bits_per_key as usize;
+        let slots = 1usize << params.bits_per_key.min(MAX_DIRECT_KEY_BITS);
         let tables = (0..params.tables)
             .map(|_| {
                 // Partial Fisher–Yates: K distinct positions, unbiased by rejection.
@@ -339,7 +414,7 @@ impl LshIndex {
                     pool.swap(i, i + r as usize);
                 }
                 pool.truncate(k);
-                Table { positions: pool, buckets: KeyMap::default() }
+                Table { positions: pool, heads: vec![NONE; slots], next: Vec::new() }
             })
             .collect();
         Ok(LshIndex { params, clk_bits, tables, len: 0 })
@@ -349,9 +424,8 @@ impl LshIndex {
     pub fn build<'a>(params: LshParams, clk_bits: u32, items: impl IntoIterator<Item = (u32, &'a [u64])> + Clone) -> Result<LshIndex, String> {
         let freq = bit_frequencies(items.clone().into_iter().map(|(_, w)| w), clk_bits);
         let mut index = Self::with_frequencies(params, clk_bits, &freq)?;
-        for (id, words) in items {
-            index.insert(id, words);
-        }
+        let all: Vec<(u32, &[u64])> = items.into_iter().collect();
+        index.insert_many(&all);
         Ok(index)
     }
 
@@ -373,57 +447,49 @@ impl LshIndex {
         self.len == 0
     }
 
-    fn key(&self, table: &Table, words: &[u64]) -> u64 {
+    fn check_words(&self, words: &[u64]) {
         assert_eq!(words.len() * 64, self.clk_bits as usize, "a filter of another length than the index's");
-        table_key(&table.positions, words)
     }
 
-    /// Indexes many filters at once — the same as inserting them one by one, but the tables are
-    /// filled in parallel and each table's keys are sorted first, so a bucket is looked up once
-    /// per batch rather than once per filter.
+    /// Indexes `id` with its filter (`clk_bits / 64` words).
+    pub fn insert(&mut self, id: u32, words: &[u64]) {
+        assert!(id != NONE, "id {id} is reserved");
+        self.check_words(words);
+        for t in &mut self.tables {
+            let slot = t.slot(table_key(&t.positions, words));
+            t.push(slot, id);
+        }
+        self.len += 1;
+    }
+
+    /// Indexes many filters at once — the same as inserting them one by one, with the tables
+    /// filled in parallel.
     pub fn insert_many(&mut self, items: &[(u32, &[u64])]) {
         use rayon::prelude::*;
-        for (_, w) in items {
-            assert_eq!(w.len() * 64, self.clk_bits as usize, "a filter of another length than the index's");
+        for (id, w) in items {
+            assert!(*id != NONE, "id {id} is reserved");
+            self.check_words(w);
         }
-        self.tables.par_iter_mut().for_each(|table| {
-            let mut keyed: Vec<(u64, u32)> = items.iter().map(|(id, w)| (table_key(&table.positions, w), *id)).collect();
-            keyed.sort_unstable();
-            for group in keyed.chunk_by(|a, b| a.0 == b.0) {
-                let ids = group.iter().map(|x| x.1);
-                match table.buckets.get_mut(&group[0].0) {
-                    Some(Bucket::Many(v)) => v.extend(ids),
-                    Some(b @ Bucket::One(_)) => {
-                        let Bucket::One(first) = *b else { unreachable!() };
-                        *b = Bucket::Many(std::iter::once(first).chain(ids).collect());
-                    }
-                    None => {
-                        let bucket = if group.len() == 1 { Bucket::One(group[0].1) } else { Bucket::Many(ids.collect()) };
-                        table.buckets.insert(group[0].0, bucket);
-                    }
-                }
+        let top = items.iter().map(|x| x.0 as usize + 1).max().unwrap_or(0);
+        self.tables.par_iter_mut().for_each(|t| {
+            if t.next.len() < top {
+                t.next.resize(top, NONE);
+            }
+            for (id, w) in items {
+                let slot = t.slot(table_key(&t.positions, w));
+                t.push(slot, *id);
             }
         });
         self.len += items.len();
     }
 
-    /// Indexes `id` with its filter (`clk_bits / 64` words).
-    pub fn insert(&mut self, id: u32, words: &[u64]) {
-        for t in 0..self.tables.len() {
-            let key = self.key(&self.tables[t], words);
-            insert_into(&mut self.tables[t].buckets, key, id);
-        }
-        self.len += 1;
-    }
-
     /// Removes `id`, which was inserted with `words`. Removing what is not there does nothing.
     pub fn remove(&mut self, id: u32, words: &[u64]) {
+        self.check_words(words);
         let mut found = false;
-        for t in 0..self.tables.len() {
-            let key = self.key(&self.tables[t], words);
-            let buckets = &mut self.tables[t].buckets;
-            found |= buckets.get(&key).is_some_and(|b| b.ids().contains(&id));
-            remove_from(buckets, &key, id);
+        for t in &mut self.tables {
+            let slot = t.slot(table_key(&t.positions, words));
+            found |= t.unlink(slot, id);
         }
         if found {
             self.len -= 1;
@@ -432,11 +498,10 @@ impl LshIndex {
 
     /// Every indexed id meeting `words` in at least one table, sorted, without duplicates.
     pub fn candidates(&self, words: &[u64]) -> Vec<u32> {
+        self.check_words(words);
         let mut out = Vec::new();
-        for table in &self.tables {
-            if let Some(b) = table.buckets.get(&self.key(table, words)) {
-                out.extend_from_slice(b.ids());
-            }
+        for t in &self.tables {
+            out.extend(t.chain(t.slot(table_key(&t.positions, words))));
         }
         out.sort_unstable();
         out.dedup();
@@ -448,50 +513,34 @@ impl LshIndex {
         self.tables.len()
     }
 
-    /// The key of `words` in table `t`.
+    /// The bucket of `words` in table `t`: a number shared by exactly the filters that meet
+    /// `words` in that table (and, past [`MAX_DIRECT_KEY_BITS`] bits per key, rare others).
     pub fn table_key(&self, t: usize, words: &[u64]) -> u64 {
-        self.key(&self.tables[t], words)
+        self.check_words(words);
+        let table = &self.tables[t];
+        table.slot(table_key(&table.positions, words)) as u64
     }
 
-    /// The ids under `key` in table `t` (in insertion order, modulo removals).
-    pub fn bucket(&self, t: usize, key: u64) -> &[u32] {
-        self.tables[t].buckets.get(&key).map(Bucket::ids).unwrap_or(&[])
+    /// The ids in bucket `key` (from [`LshIndex::table_key`]) of table `t`, newest first.
+    pub fn bucket(&self, t: usize, key: u64) -> Chain<'_> {
+        self.tables[t].chain(key as usize)
     }
 
-    /// Releases the spare capacity of every bucket (after a bulk load).
+    /// Releases spare capacity (after a bulk load).
     pub fn shrink_to_fit(&mut self) {
         for t in &mut self.tables {
-            for b in t.buckets.values_mut() {
-                if let Bucket::Many(v) = b {
-                    v.shrink_to_fit();
-                }
-            }
-            t.buckets.shrink_to_fit();
+            t.next.shrink_to_fit();
         }
     }
 
     /// Size of the largest bucket: candidates a query can get from one table at most.
     pub fn largest_bucket(&self) -> usize {
-        self.tables.iter().flat_map(|t| t.buckets.values()).map(|b| b.ids().len()).max().unwrap_or(0)
+        self.tables.iter().flat_map(|t| (0..t.heads.len()).map(move |s| t.chain(s).count())).max().unwrap_or(0)
     }
 
-    /// Estimated heap and inline bytes of the tables (see the module documentation).
+    /// Bytes held by the tables.
     pub fn memory_bytes(&self) -> usize {
-        let slot = std::mem::size_of::<u64>() + std::mem::size_of::<Bucket>() + 1;
-        self.tables
-            .iter()
-            .map(|t| {
-                let heap: usize = t
-                    .buckets
-                    .values()
-                    .map(|b| match b {
-                        Bucket::One(_) => 0,
-                        Bucket::Many(v) => v.capacity() * 4,
-                    })
-                    .sum();
-                t.buckets.capacity() * slot + heap + t.positions.len() * 4
-            })
-            .sum()
+        self.tables.iter().map(|t| (t.heads.capacity() + t.next.capacity() + t.positions.len()) * 4).sum()
     }
 }
 
@@ -699,7 +748,7 @@ mod tests {
         for t in 0..7 {
             for f in &filters {
                 let k = one.table_key(t, f);
-                let (mut a, mut b) = (one.bucket(t, k).to_vec(), many.bucket(t, k).to_vec());
+                let (mut a, mut b): (Vec<u32>, Vec<u32>) = (one.bucket(t, k).collect(), many.bucket(t, k).collect());
                 a.sort_unstable();
                 b.sort_unstable();
                 assert_eq!(a, b);
@@ -725,7 +774,7 @@ mod tests {
         index.remove(2, &b);
         index.remove(3, &a);
         assert!(index.is_empty() && index.candidates(&a).is_empty() && index.candidates(&b).is_empty());
-        assert!(index.tables.iter().all(|t| t.buckets.is_empty()), "empty buckets are dropped");
+        assert!(index.tables.iter().all(|t| t.heads.iter().all(|h| *h == NONE)), "every chain is empty again");
     }
 
     #[test]

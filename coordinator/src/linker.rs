@@ -451,8 +451,9 @@ impl Linker {
         let params = self.params.clone();
         for ix in self.epochs.values_mut() {
             ix.adapt_lsh(&params);
-            ix.lsh.shrink_to_fit();
-            ix.matrix.shrink_to_fit();
+            // The matrix and the LSH links keep their spare capacity: it is not resident until
+            // used, and shrinking would make the first publish after a start copy the whole
+            // matrix (a 64-byte-aligned vector grows by allocate-and-copy).
             ix.present.shrink_to_fit();
             ix.tokens.shrink_to_fit();
         }
@@ -844,8 +845,11 @@ fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Op
             let mut a = FilterMatrix::new(words).expect("valid length");
             let mut b = FilterMatrix::new(words).expect("valid length");
             let mut counts = Vec::new();
+            let mut bucket: Vec<u32> = Vec::new();
             for group in keyed.chunk_by(|x, y| x.0 == y.0) {
-                let bucket = ix.lsh.bucket(table, group[0].0);
+                bucket.clear();
+                bucket.extend(ix.lsh.bucket(table, group[0].0));
+                let bucket = bucket.as_slice();
                 if bucket.len() < 2 {
                     continue;
                 }

@@ -157,6 +157,7 @@ pub fn node_cmd(bin_dir: &Path, config: &Path, args: &[&str]) -> Result<String> 
 }
 
 /// Writes a node configuration for the demo.
+#[allow(clippy::too_many_arguments, reason = "one argument per configuration field the demo varies")]
 pub fn write_node_config(
     dir: &Path,
     node_id: &str,
@@ -386,13 +387,13 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
                 break;
             }
         }
-        if let Some((node_id, cfg)) = configs.first() {
-            if let Some(t) = truth.iter().find(|t| &t.node_id == node_id && t.status == "attiva") {
-                println!("  [{node_id}] an operatore_pua asks for an emergency (break-glass is off by default):");
-                match node_cmd(&opts.bin_dir, cfg, &["who-else", &t.record_id, "--relationship", &t.relationship_id, "--purpose", "emergenza", "--role", "operatore_pua"]) {
-                    Ok(out) => println!("{}", indent(&out)),
-                    Err(e) => println!("{}", indent(&e.to_string())),
-                }
+        if let Some((node_id, cfg)) = configs.first()
+            && let Some(t) = truth.iter().find(|t| &t.node_id == node_id && t.status == "attiva")
+        {
+            println!("  [{node_id}] an operatore_pua asks for an emergency (break-glass is off by default):");
+            match node_cmd(&opts.bin_dir, cfg, &["who-else", &t.record_id, "--relationship", &t.relationship_id, "--purpose", "emergenza", "--role", "operatore_pua"]) {
+                Ok(out) => println!("{}", indent(&out)),
+                Err(e) => println!("{}", indent(&e.to_string())),
             }
         }
     }
