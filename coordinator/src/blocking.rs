@@ -26,7 +26,7 @@
 //! key and one 4-byte link per indexed filter (buckets are chains through the links), so an
 //! indexed filter costs exactly `4·L` bytes — 120 bytes at the default `L = 30` — however the
 //! filters spread over the buckets; [`LshIndex::memory_bytes`] reports the figure. The token
-//! index keys [`compact_token`]s in a hash map: ≈ 40 bytes per distinct token.
+//! index maps [`compact_token`]s to ids in a hash map: ≈ 20–40 bytes per distinct token.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -212,155 +212,145 @@ impl Hasher for KeyHasher {
 
 type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
-/// The ids sharing one key. Singletons (the common case) are stored inline.
-#[derive(Debug, Clone)]
-pub enum Bucket {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-impl Bucket {
-    fn ids(&self) -> &[u32] {
-        match self {
-            Bucket::One(id) => std::slice::from_ref(id),
-            Bucket::Many(v) => v,
-        }
-    }
-
-    fn push(&mut self, id: u32) {
-        match self {
-            Bucket::One(first) => *self = Bucket::Many(vec![*first, id]),
-            Bucket::Many(v) => v.push(id),
-        }
-    }
-
-    /// Removes one occurrence of `id`; returns whether the bucket is now empty.
-    fn remove(&mut self, id: u32) -> bool {
-        match self {
-            Bucket::One(x) => *x == id,
-            Bucket::Many(v) => {
-                if let Some(i) = v.iter().position(|x| *x == id) {
-                    v.swap_remove(i);
-                }
-                match v.len() {
-                    0 => true,
-                    1 => {
-                        *self = Bucket::One(v[0]);
-                        false
-                    }
-                    _ => false,
-                }
-            }
-        }
-    }
-}
-
-fn insert_into<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: K, id: u32) {
-    match map.get_mut(&key) {
-        Some(b) => b.push(id),
-        None => {
-            map.insert(key, Bucket::One(id));
-        }
-    }
-}
-
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut KeyMap<K, Bucket>, key: &K, id: u32) {
-    if let Some(b) = map.get_mut(key)
-        && b.remove(id)
-    {
-        map.remove(key);
-    }
-}
-
-/// Keys of up to this many bits address a table's heads directly; longer keys are hashed down
+/// Keys of up to this many bits address a table's buckets directly; longer keys are hashed down
 /// to it (a false collision only adds a candidate).
 pub const MAX_DIRECT_KEY_BITS: u32 = 22;
-/// "No item": the end of a bucket's chain.
-const NONE: u32 = u32::MAX;
+/// A removed entry of a table's base, skipped until the next rebuild.
+const GONE: u32 = u32::MAX;
 
-/// One table: its sampled positions and its buckets as chains through two arrays — `heads[slot]`
-/// is the last id inserted under that slot, `next[id]` the id inserted before it there.
+/// One table: its sampled positions and its buckets, in two parts. The *base* holds the ids
+/// grouped by bucket in one array (`base[offsets[s] .. offsets[s + 1]]` is bucket `s`, removed
+/// entries marked [`GONE`]); the *delta* holds what was inserted since the base was built. The
+/// base is rebuilt — delta merged, removed entries dropped — when the delta grows past an eighth
+/// of it, or on a bulk insertion. Buckets are contiguous, so reading one is a sequential scan.
 #[derive(Debug)]
 struct Table {
     positions: Vec<u32>,
-    heads: Vec<u32>,
-    next: Vec<u32>,
+    slots: usize,
+    offsets: Vec<u32>,
+    base: Vec<u32>,
+    base_gone: usize,
+    delta: HashMap<u32, Vec<u32>, BuildHasherDefault<KeyHasher>>,
+    delta_len: usize,
 }
 
 impl Table {
-    fn slot(&self, key: u64) -> usize {
-        if self.heads.len() as u64 >= 1u64 << self.positions.len().min(63) {
-            key as usize
+    fn new(positions: Vec<u32>, slots: usize) -> Table {
+        Table { positions, slots, offsets: Vec::new(), base: Vec::new(), base_gone: 0, delta: HashMap::default(), delta_len: 0 }
+    }
+
+    fn slot(&self, key: u64) -> u32 {
+        if self.slots as u64 >= 1u64 << self.positions.len().min(63) {
+            key as u32
         } else {
-            (splitmix(key) >> (64 - MAX_DIRECT_KEY_BITS)) as usize
+            (splitmix(key) >> (64 - MAX_DIRECT_KEY_BITS)) as u32
         }
     }
 
-    fn push(&mut self, slot: usize, id: u32) {
-        let i = id as usize;
-        if self.next.len() <= i {
-            self.next.resize(i + 1, NONE);
+    fn base_bucket(&self, slot: u32) -> &[u32] {
+        if self.offsets.is_empty() {
+            return &[];
         }
-        self.next[i] = self.heads[slot];
-        self.heads[slot] = id;
+        &self.base[self.offsets[slot as usize] as usize..self.offsets[slot as usize + 1] as usize]
     }
 
-    /// Unlinks `id` from the chain at `slot`; whether it was there.
-    fn unlink(&mut self, slot: usize, id: u32) -> bool {
-        let mut prev = NONE;
-        let mut at = self.heads[slot];
-        while at != NONE {
-            if at == id {
-                let after = self.next[at as usize];
-                if prev == NONE {
-                    self.heads[slot] = after;
-                } else {
-                    self.next[prev as usize] = after;
-                }
-                self.next[at as usize] = NONE;
-                return true;
+    fn push(&mut self, slot: u32, id: u32) {
+        self.delta.entry(slot).or_default().push(id);
+        self.delta_len += 1;
+    }
+
+    /// Removes one entry of `id` under `slot`; whether there was one.
+    fn unlink(&mut self, slot: u32, id: u32) -> bool {
+        if let Some(v) = self.delta.get_mut(&slot)
+            && let Some(i) = v.iter().position(|x| *x == id)
+        {
+            v.swap_remove(i);
+            if v.is_empty() {
+                self.delta.remove(&slot);
             }
-            prev = at;
-            at = self.next[at as usize];
+            self.delta_len -= 1;
+            return true;
+        }
+        if self.offsets.is_empty() {
+            return false;
+        }
+        let range = self.offsets[slot as usize] as usize..self.offsets[slot as usize + 1] as usize;
+        if let Some(i) = self.base[range.clone()].iter().position(|x| *x == id) {
+            self.base[range.start + i] = GONE;
+            self.base_gone += 1;
+            return true;
         }
         false
     }
 
-    fn chain(&self, slot: usize) -> Chain<'_> {
-        Chain { next: &self.next, at: self.heads[slot] }
-    }
-}
-
-/// The ids of one bucket, newest first.
-pub struct Chain<'a> {
-    next: &'a [u32],
-    at: u32,
-}
-
-impl Iterator for Chain<'_> {
-    type Item = u32;
-    fn next(&mut self) -> Option<u32> {
-        if self.at == NONE {
-            return None;
+    fn for_each(&self, slot: u32, mut f: impl FnMut(u32)) {
+        for &id in self.base_bucket(slot) {
+            if id != GONE {
+                f(id);
+            }
         }
-        let id = self.at;
-        self.at = self.next[id as usize];
-        Some(id)
+        if let Some(v) = self.delta.get(&slot) {
+            for &id in v {
+                f(id);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        self.base.len() - self.base_gone + self.delta_len
+    }
+
+    /// Rebuilds the base from the base, the delta and `extra` (slot, id) entries: a counting
+    /// sort by slot.
+    fn rebuild(&mut self, extra: &[(u32, u32)]) {
+        let mut counts = vec![0u32; self.slots + 1];
+        let live_base = self.base.iter().filter(|x| **x != GONE).count();
+        let mut slot_of_base = Vec::with_capacity(live_base);
+        if !self.offsets.is_empty() {
+            for s in 0..self.slots {
+                for &id in &self.base[self.offsets[s] as usize..self.offsets[s + 1] as usize] {
+                    if id != GONE {
+                        slot_of_base.push((s as u32, id));
+                    }
+                }
+            }
+        }
+        let delta = std::mem::take(&mut self.delta);
+        let delta_entries = delta.iter().flat_map(|(s, v)| v.iter().map(move |id| (*s, *id)));
+        let all = || slot_of_base.iter().copied().chain(delta_entries.clone()).chain(extra.iter().copied());
+        for (s, _) in all() {
+            counts[s as usize + 1] += 1;
+        }
+        for s in 0..self.slots {
+            counts[s + 1] += counts[s];
+        }
+        let total = counts[self.slots] as usize;
+        let mut base = vec![GONE; total];
+        let mut fill = counts.clone();
+        for (s, id) in all() {
+            base[fill[s as usize] as usize] = id;
+            fill[s as usize] += 1;
+        }
+        self.offsets = counts;
+        self.base = base;
+        self.base_gone = 0;
+        self.delta_len = 0;
     }
 }
 
 /// Hamming-LSH index over CLKs of one length.
 ///
-/// Storage: per table, one 4-byte head per possible key (`2^K` of them, at most
-/// `2^`[`MAX_DIRECT_KEY_BITS`]) and one 4-byte link per id — a bucket is the chain of ids from
-/// its head. That is exactly `4·L` bytes per indexed filter, whatever the buckets' sizes, plus
-/// `4·2^K·L` bytes for the heads (16 MiB per table at `K = 22`, 4 MiB at the default `K = 20`).
+/// Storage: per table, 4 bytes per indexed filter in one array grouped by bucket, plus one
+/// 4-byte offset per possible key (`2^K` of them, at most `2^`[`MAX_DIRECT_KEY_BITS`]): exactly
+/// `4·L` bytes per filter — 120 at the default `L = 30` — plus 4 MiB per table at `K = 20`,
+/// and a small delta of recent insertions until the next rebuild.
 ///
-/// Contract: ids are dense numbers below `u32::MAX` (memory follows the largest id); an id is
-/// indexed at most once at a time, and removed with the filter it was inserted with (the index
-/// does not keep filters). [`LshIndex::candidates`] returns every indexed id that agrees with the
-/// query on all sampled positions of at least one table — so an identical filter is always
-/// returned — sorted and without duplicates.
+/// Contract: ids are below `u32::MAX`; an id is removed with the filter it was inserted with
+/// (the index does not keep filters); inserting the same id twice indexes it twice.
+/// [`LshIndex::candidates`] returns every indexed id that agrees with the query on all sampled
+/// positions of at least one table — so an identical filter is always returned — sorted and
+/// without duplicates.
 #[derive(Debug)]
 pub struct LshIndex {
     params: LshParams,
@@ -414,7 +404,7 @@ impl LshIndex {
                     pool.swap(i, i + r as usize);
                 }
                 pool.truncate(k);
-                Table { positions: pool, heads: vec![NONE; slots], next: Vec::new() }
+                Table::new(pool, slots)
             })
             .collect();
         Ok(LshIndex { params, clk_bits, tables, len: 0 })
@@ -453,31 +443,34 @@ impl LshIndex {
 
     /// Indexes `id` with its filter (`clk_bits / 64` words).
     pub fn insert(&mut self, id: u32, words: &[u64]) {
-        assert!(id != NONE, "id {id} is reserved");
+        assert!(id != GONE, "id {id} is reserved");
         self.check_words(words);
         for t in &mut self.tables {
             let slot = t.slot(table_key(&t.positions, words));
             t.push(slot, id);
         }
         self.len += 1;
+        if self.tables.iter().any(|t| t.delta_len > 4096 + t.base.len() / 8) {
+            self.shrink_to_fit();
+        }
     }
 
-    /// Indexes many filters at once — the same as inserting them one by one, with the tables
-    /// filled in parallel.
+    /// Indexes many filters at once — the same as inserting them one by one, the tables filled
+    /// in parallel; a large batch rebuilds each table's base with it.
     pub fn insert_many(&mut self, items: &[(u32, &[u64])]) {
         use rayon::prelude::*;
         for (id, w) in items {
-            assert!(*id != NONE, "id {id} is reserved");
+            assert!(*id != GONE, "id {id} is reserved");
             self.check_words(w);
         }
-        let top = items.iter().map(|x| x.0 as usize + 1).max().unwrap_or(0);
         self.tables.par_iter_mut().for_each(|t| {
-            if t.next.len() < top {
-                t.next.resize(top, NONE);
-            }
-            for (id, w) in items {
-                let slot = t.slot(table_key(&t.positions, w));
-                t.push(slot, *id);
+            let entries: Vec<(u32, u32)> = items.iter().map(|(id, w)| (t.slot(table_key(&t.positions, w)), *id)).collect();
+            if t.delta_len + entries.len() > 4096 + t.base.len() / 8 {
+                t.rebuild(&entries);
+            } else {
+                for (slot, id) in entries {
+                    t.push(slot, id);
+                }
             }
         });
         self.len += items.len();
@@ -490,6 +483,9 @@ impl LshIndex {
         for t in &mut self.tables {
             let slot = t.slot(table_key(&t.positions, words));
             found |= t.unlink(slot, id);
+            if t.base_gone > 4096 + t.base.len() / 8 {
+                t.rebuild(&[]);
+            }
         }
         if found {
             self.len -= 1;
@@ -501,7 +497,7 @@ impl LshIndex {
         self.check_words(words);
         let mut out = Vec::new();
         for t in &self.tables {
-            out.extend(t.chain(t.slot(table_key(&t.positions, words))));
+            t.for_each(t.slot(table_key(&t.positions, words)), |id| out.push(id));
         }
         out.sort_unstable();
         out.dedup();
@@ -518,29 +514,43 @@ impl LshIndex {
     pub fn table_key(&self, t: usize, words: &[u64]) -> u64 {
         self.check_words(words);
         let table = &self.tables[t];
-        table.slot(table_key(&table.positions, words)) as u64
+        u64::from(table.slot(table_key(&table.positions, words)))
     }
 
-    /// The ids in bucket `key` (from [`LshIndex::table_key`]) of table `t`, newest first.
-    pub fn bucket(&self, t: usize, key: u64) -> Chain<'_> {
-        self.tables[t].chain(key as usize)
+    /// Appends the ids in bucket `key` (from [`LshIndex::table_key`]) of table `t` to `out`.
+    pub fn bucket_into(&self, t: usize, key: u64, out: &mut Vec<u32>) {
+        self.tables[t].for_each(key as u32, |id| out.push(id));
     }
 
-    /// Releases spare capacity (after a bulk load).
+    /// Merges every table's delta into its base (after a bulk load).
     pub fn shrink_to_fit(&mut self) {
-        for t in &mut self.tables {
-            t.next.shrink_to_fit();
-        }
+        use rayon::prelude::*;
+        self.tables.par_iter_mut().for_each(|t| {
+            if t.delta_len > 0 || t.base_gone > 0 {
+                t.rebuild(&[]);
+            }
+        });
     }
 
     /// Size of the largest bucket: candidates a query can get from one table at most.
     pub fn largest_bucket(&self) -> usize {
-        self.tables.iter().flat_map(|t| (0..t.heads.len()).map(move |s| t.chain(s).count())).max().unwrap_or(0)
+        self.tables
+            .iter()
+            .flat_map(|t| (0..t.slots as u32).map(move |s| {
+                let mut n = 0;
+                t.for_each(s, |_| n += 1);
+                n
+            }))
+            .max()
+            .unwrap_or(0)
     }
 
-    /// Bytes held by the tables.
+    /// Bytes held by the tables (base, offsets and delta).
     pub fn memory_bytes(&self) -> usize {
-        self.tables.iter().map(|t| (t.heads.capacity() + t.next.capacity() + t.positions.len()) * 4).sum()
+        self.tables
+            .iter()
+            .map(|t| (t.base.capacity() + t.offsets.capacity() + t.positions.len()) * 4 + t.delta.len() * 40 + t.delta_len * 4)
+            .sum()
     }
 }
 
@@ -560,11 +570,19 @@ pub fn compact_kind(t: u64) -> i32 {
     (t >> 56) as i32
 }
 
+/// Marks a [`TokenIndex`] entry that points into its shared lists.
+const MANY: u32 = 1 << 31;
+
 /// Exact tokens (in [`compact_token`] form) → the ids holding them. Tokens of different kinds
 /// never meet.
+///
+/// Most tokens are held by one item, so a token maps straight to its id (a 16-byte slot); a
+/// token held by several points into a list of ids instead. Ids are below 2³¹.
 #[derive(Debug, Default)]
 pub struct TokenIndex {
-    map: KeyMap<u64, Bucket>,
+    map: KeyMap<u64, u32>,
+    many: Vec<Vec<u32>>,
+    free: Vec<u32>,
 }
 
 impl TokenIndex {
@@ -572,23 +590,63 @@ impl TokenIndex {
         TokenIndex::default()
     }
 
-    /// Indexes `id` under each of its tokens.
+    /// Indexes `id` (below 2³¹) under each of its tokens.
     pub fn insert(&mut self, id: u32, tokens: &[u64]) {
+        assert!(id < MANY, "token index ids are below 2^31");
         for &t in tokens {
-            insert_into(&mut self.map, t, id);
+            match self.map.get_mut(&t) {
+                None => {
+                    self.map.insert(t, id);
+                }
+                Some(v) if *v & MANY == 0 => {
+                    let list = vec![*v, id];
+                    let at = match self.free.pop() {
+                        Some(i) => {
+                            self.many[i as usize] = list;
+                            i
+                        }
+                        None => {
+                            self.many.push(list);
+                            (self.many.len() - 1) as u32
+                        }
+                    };
+                    *v = MANY | at;
+                }
+                Some(v) => self.many[(*v & !MANY) as usize].push(id),
+            }
         }
     }
 
     /// Removes `id` from under each of `tokens` (the tokens it was inserted with).
     pub fn remove(&mut self, id: u32, tokens: &[u64]) {
         for t in tokens {
-            remove_from(&mut self.map, t, id);
+            let Some(v) = self.map.get_mut(t) else { continue };
+            if *v & MANY == 0 {
+                if *v == id {
+                    self.map.remove(t);
+                }
+                continue;
+            }
+            let at = (*v & !MANY) as usize;
+            let list = &mut self.many[at];
+            if let Some(i) = list.iter().position(|x| *x == id) {
+                list.swap_remove(i);
+            }
+            if list.len() == 1 {
+                *v = list[0];
+                self.many[at] = Vec::new();
+                self.free.push(at as u32);
+            }
         }
     }
 
     /// Ids holding the token.
     pub fn get(&self, token: u64) -> &[u32] {
-        self.map.get(&token).map(Bucket::ids).unwrap_or(&[])
+        match self.map.get(&token) {
+            None => &[],
+            Some(v) if *v & MANY == 0 => std::slice::from_ref(v),
+            Some(v) => &self.many[(*v & !MANY) as usize],
+        }
     }
 
     /// Every id sharing at least one of `tokens`, sorted, without duplicates.
@@ -608,11 +666,9 @@ impl TokenIndex {
         self.map.is_empty()
     }
 
-    /// Estimated bytes held (slots and overflow vectors).
+    /// Estimated bytes held (slots and shared lists).
     pub fn memory_bytes(&self) -> usize {
-        let slot = 8 + std::mem::size_of::<Bucket>() + 1;
-        self.map.capacity() * slot
-            + self.map.values().map(|b| if let Bucket::Many(v) = b { v.capacity() * 4 } else { 0 }).sum::<usize>()
+        self.map.capacity() * 17 + self.many.iter().map(|v| 24 + v.capacity() * 4).sum::<usize>()
     }
 }
 
@@ -748,12 +804,57 @@ mod tests {
         for t in 0..7 {
             for f in &filters {
                 let k = one.table_key(t, f);
-                let (mut a, mut b): (Vec<u32>, Vec<u32>) = (one.bucket(t, k).collect(), many.bucket(t, k).collect());
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                one.bucket_into(t, k, &mut a);
+                many.bucket_into(t, k, &mut b);
                 a.sort_unstable();
                 b.sort_unstable();
                 assert_eq!(a, b);
             }
         }
+    }
+
+    #[test]
+    fn base_and_delta_give_exactly_the_colliding_ids_through_rebuilds_and_removals() {
+        let mut rng = Rng(21);
+        let filters: Vec<Vec<u64>> = (0..9000).map(|_| random_filter(&mut rng, 0.4)).collect();
+        let params = LshParams { bits_per_key: 10, tables: 3, skip_most_frequent: 0, seed: 8 };
+        let mut index = LshIndex::new(params, 1024).unwrap();
+        let mut live = vec![false; filters.len()];
+        // One by one past the rebuild threshold, then in bulk, removing some from base and delta.
+        for (i, f) in filters[..6000].iter().enumerate() {
+            index.insert(i as u32, f);
+            live[i] = true;
+        }
+        assert!(index.tables.iter().all(|t| !t.base.is_empty()), "a rebuild happened");
+        for i in (0..6000).step_by(7) {
+            index.remove(i as u32, &filters[i]);
+            live[i] = false;
+        }
+        let rest: Vec<(u32, &[u64])> = (6000..9000).map(|i| (i as u32, filters[i].as_slice())).collect();
+        index.insert_many(&rest);
+        live[6000..].iter_mut().for_each(|x| *x = true);
+        for i in (6000..9000).step_by(5) {
+            index.remove(i as u32, &filters[i]);
+            live[i] = false;
+        }
+        assert_eq!(index.len(), live.iter().filter(|x| **x).count());
+        for q in filters.iter().step_by(97) {
+            let want: Vec<u32> = (0..filters.len())
+                .filter(|&i| live[i] && (0..3).any(|t| index.table_key(t, q) == index.table_key(t, &filters[i])))
+                .map(|i| i as u32)
+                .collect();
+            assert_eq!(index.candidates(q), want);
+        }
+        index.shrink_to_fit();
+        assert!(index.tables.iter().all(|t| t.delta_len == 0 && t.base_gone == 0));
+        assert_eq!(index.candidates(&filters[1]), {
+            let mut v: Vec<u32> = (0..filters.len() as u32)
+                .filter(|&i| live[i as usize] && (0..3).any(|t| index.table_key(t, &filters[1]) == index.table_key(t, &filters[i as usize])))
+                .collect();
+            v.sort_unstable();
+            v
+        });
     }
 
     #[test]
@@ -774,7 +875,7 @@ mod tests {
         index.remove(2, &b);
         index.remove(3, &a);
         assert!(index.is_empty() && index.candidates(&a).is_empty() && index.candidates(&b).is_empty());
-        assert!(index.tables.iter().all(|t| t.heads.iter().all(|h| *h == NONE)), "every chain is empty again");
+        assert!(index.tables.iter().all(|t| t.live() == 0), "every bucket is empty again");
     }
 
     #[test]

@@ -73,8 +73,8 @@ pub type ItemId = u64;
 /// A person cluster's id (0 is never used).
 pub type ClusterId = u64;
 
-/// Largest item number the linker accepts (rows are `u32`).
-pub const MAX_ITEM_ID: ItemId = u32::MAX as ItemId - 1;
+/// Largest item number the linker accepts (rows are `u32`; the token index keeps a flag bit).
+pub const MAX_ITEM_ID: ItemId = (1 << 31) - 1;
 /// Batches with at least this many new items take the bulk (bucket) path.
 pub const BULK_PATH_MIN_ITEMS: usize = 64;
 /// The LSH positions are re-chosen from measured bit frequencies each time an epoch's index
@@ -451,9 +451,9 @@ impl Linker {
         let params = self.params.clone();
         for ix in self.epochs.values_mut() {
             ix.adapt_lsh(&params);
-            // The matrix and the LSH links keep their spare capacity: it is not resident until
-            // used, and shrinking would make the first publish after a start copy the whole
-            // matrix (a 64-byte-aligned vector grows by allocate-and-copy).
+            // The matrix keeps its spare capacity: it is not resident until used, and shrinking
+            // would make the first publish after a start copy the whole matrix (a 64-byte-aligned
+            // vector grows by allocate-and-copy).
             ix.present.shrink_to_fit();
             ix.tokens.shrink_to_fit();
         }
@@ -848,7 +848,7 @@ fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Op
             let mut bucket: Vec<u32> = Vec::new();
             for group in keyed.chunk_by(|x, y| x.0 == y.0) {
                 bucket.clear();
-                bucket.extend(ix.lsh.bucket(table, group[0].0));
+                ix.lsh.bucket_into(table, group[0].0, &mut bucket);
                 let bucket = bucket.as_slice();
                 if bucket.len() < 2 {
                     continue;
