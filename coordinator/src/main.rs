@@ -36,7 +36,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
-    /// Counts stored items per node and links (the coordinator must be stopped).
+    /// Counts stored items per node and key epoch, links and person clusters (the coordinator must be stopped).
     Stats {
         #[arg(long)]
         data_dir: PathBuf,
@@ -182,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{node}\t{n}");
             }
             println!("links\t{}", store.link_count());
+            println!("clusters\t{}", store.cluster_count());
             for ((node, epoch), n) in store.counts_by_node_epoch()? {
                 println!("epoch {epoch}\t{node}\t{n}");
             }

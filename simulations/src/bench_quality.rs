@@ -577,6 +577,37 @@ pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
         .filter(|c| c.kind == ComparisonKind::ClkDice)
         .flat_map(|c| (0..c.levels()).map(move |l| json!({"level": c.level_name(l), "m": c.m[l], "u": c.u[l], "weight": c.weight(l)})))
         .collect();
+    // The same records through the coordinator's own linker (shipped model, the schema's
+    // blocking, one bulk batch): what a live federation of this population would answer.
+    let live = {
+        let mut lp = ponte_coordinator::linker::LinkerParams::for_schema(&schema, FsModel::default_model());
+        lp.lsh = params;
+        let mut linker = ponte_coordinator::linker::Linker::new(lp).map_err(anyhow::Error::msg)?;
+        let encs: Vec<ponte_coordinator::model::EpochEncoding> = records
+            .iter()
+            .map(|r| ponte_coordinator::model::EpochEncoding {
+                epoch: 1,
+                clk: r.words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                tokens: r.tokens.clone(),
+            })
+            .collect();
+        let batch: Vec<ponte_coordinator::linker::Publish<'_>> = encs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ponte_coordinator::linker::Publish { id: i as u64, revision: 1, encoding: e })
+            .collect();
+        linker.publish_batch(&batch)?;
+        let mut c = Clusters::new(n);
+        let mut first: HashMap<u64, u32> = HashMap::new();
+        for i in 0..n as u32 {
+            if let Some(cid) = linker.cluster_of(u64::from(i)) {
+                let f = *first.entry(cid).or_insert(i);
+                c.union(f, i);
+            }
+        }
+        let (qc, qw) = clustering_quality(&records, &mut c);
+        json!({"f1": qc.f1, "precision": qc.precision, "recall": qc.recall, "f1_within_entity": qw.f1, "clusters": linker.cluster_count()})
+    };
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
     let schema_report = json!({"name": schema.name, "source": args.schema, "fingerprint": schema.fingerprint().short()});
     let mut report = json!({
@@ -633,6 +664,7 @@ pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     });
     report["schema"] = schema_report;
+    report["live_linker"] = live;
     Ok(report)
 }
 

@@ -16,8 +16,9 @@
 //!   the LSH tables built), then `--queries` further records of the same population are
 //!   published one at a time on the online path; each publish is timed from the call to its
 //!   links and cluster ids being in place — what the next who-else question sees. Resident
-//!   memory is read from `/proc/self/status` after the population is dropped; `index_bytes` is
-//!   the linker's own estimate of what it holds.
+//!   memory is read from `/proc/self/status` after the population is dropped;
+//!   `index_bytes_allocated` is the linker's own count of what it has allocated (spare capacity
+//!   included, which is not resident until used).
 
 use std::collections::HashMap;
 use std::time::Instant;
