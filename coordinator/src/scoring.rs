@@ -170,6 +170,21 @@ pub struct BandThresholds {
     pub possible: f64,
 }
 
+impl BandThresholds {
+    /// The band of a probability: `None` below `possible`.
+    pub fn band(&self, probability: f64) -> Option<Band> {
+        if probability >= self.certain {
+            Some(Band::Certain)
+        } else if probability >= self.probable {
+            Some(Band::Probable)
+        } else if probability >= self.possible {
+            Some(Band::Possible)
+        } else {
+            None
+        }
+    }
+}
+
 /// A Fellegi–Sunter model: the prior, the comparisons with their m and u, the band thresholds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -386,16 +401,7 @@ impl FsModel {
 
     /// The band of a probability: `None` below `bands.possible`.
     pub fn band(&self, probability: f64) -> Option<Band> {
-        let b = &self.bands;
-        if probability >= b.certain {
-            Some(Band::Certain)
-        } else if probability >= b.probable {
-            Some(Band::Probable)
-        } else if probability >= b.possible {
-            Some(Band::Possible)
-        } else {
-            None
-        }
+        self.bands.band(probability)
     }
 
     /// Compares and scores a pair.
@@ -468,17 +474,7 @@ impl CompactScorer {
 
     /// The band of a pair (`None`: no link).
     pub fn band(&self, dice: f64, a: &[u64], b: &[u64]) -> Option<Band> {
-        let p = self.probability(dice, a, b);
-        let t = &self.bands;
-        if p >= t.certain {
-            Some(Band::Certain)
-        } else if p >= t.probable {
-            Some(Band::Probable)
-        } else if p >= t.possible {
-            Some(Band::Possible)
-        } else {
-            None
-        }
+        self.bands.band(self.probability(dice, a, b))
     }
 
     /// The least CLK Dice at which a pair sharing no exact token can still reach "possible":

@@ -128,16 +128,9 @@ fn linker_params(schema: &LinkageSchema, k: Option<u32>, l: Option<u32>) -> Link
     p
 }
 
-/// What `ponte-sim bench bulk` measures.
+/// What both scale benchmarks take.
 #[derive(Args, Debug, Clone)]
-pub struct BulkBenchArgs {
-    /// Records on each side (1,000 to 2,000,000).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub records_per_side: usize,
-    /// Records per batch of each side's load (1 to 2,000,000; default: the whole side at once).
-    /// Each batch re-reads the LSH buckets it falls into, so fewer, larger batches link faster.
-    #[arg(long)]
-    pub batch: Option<usize>,
+pub struct ScaleArgs {
     /// LSH bits per key (K); the default schema's when absent.
     #[arg(long)]
     pub lsh_bits_per_key: Option<u32>,
@@ -151,6 +144,20 @@ pub struct BulkBenchArgs {
     pub json: bool,
 }
 
+/// What `ponte-sim bench bulk` measures.
+#[derive(Args, Debug, Clone)]
+pub struct BulkBenchArgs {
+    /// Records on each side (1,000 to 2,000,000).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records_per_side: usize,
+    /// Records per batch of each side's load (1 to 2,000,000; default: the whole side at once).
+    /// Each batch re-reads the LSH buckets it falls into, so fewer, larger batches link faster.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[command(flatten)]
+    pub common: ScaleArgs,
+}
+
 fn share_token(a: &[u64], b: &[u64]) -> bool {
     a.iter().any(|x| b.contains(x))
 }
@@ -159,12 +166,12 @@ pub fn bulk(args: &BulkBenchArgs) -> anyhow::Result<Value> {
     ensure!((1_000..=2_000_000).contains(&args.records_per_side), "--records-per-side must be between 1000 and 2000000");
     let started = Instant::now();
     let schema = LinkageSchema::default_schema();
-    let encoder = Encoder::new(&secret(args.seed), &schema);
+    let encoder = Encoder::new(&secret(args.common.seed), &schema);
     // Per person, the demo scenario gives ≈ 0.66 ASL records and ≈ 0.52 of the others: 2.05
     // persons per record fill both sides.
     let persons = (args.records_per_side as f64 * 2.05).ceil() as usize;
     eprintln!("generating and encoding {persons} persons …");
-    let recs = encoded_population(persons, args.seed, 0, &encoder)?;
+    let recs = encoded_population(persons, args.common.seed, 0, &encoder)?;
     let (mut a, mut b): (Vec<Rec>, Vec<Rec>) = recs.into_iter().partition(|r| r.node == 0);
     ensure!(
         a.len() >= args.records_per_side && b.len() >= args.records_per_side,
@@ -177,7 +184,7 @@ pub fn bulk(args: &BulkBenchArgs) -> anyhow::Result<Value> {
     b.truncate(args.records_per_side);
     let prepared = started.elapsed().as_secs_f64();
 
-    let params = linker_params(&schema, args.lsh_bits_per_key, args.lsh_tables);
+    let params = linker_params(&schema, args.common.lsh_bits_per_key, args.common.lsh_tables);
     let lsh = params.lsh;
     let kernel = params.kernel;
     let mut linker = Linker::new(params).map_err(anyhow::Error::msg)?;
@@ -283,7 +290,7 @@ pub fn bulk(args: &BulkBenchArgs) -> anyhow::Result<Value> {
         "rss_bytes": rss_bytes(),
         "seconds_generate_encode": prepared,
         "lsh": { "bits_per_key": lsh.bits_per_key, "tables": lsh.tables, "skip_most_frequent": lsh.skip_most_frequent },
-        "seed": args.seed,
+        "seed": args.common.seed,
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     }))
 }
@@ -297,17 +304,8 @@ pub struct OnlineBenchArgs {
     /// Records published one at a time and timed (10 to 100,000).
     #[arg(long, default_value_t = 2_000)]
     pub queries: usize,
-    /// LSH bits per key (K); the default schema's when absent.
-    #[arg(long)]
-    pub lsh_bits_per_key: Option<u32>,
-    /// LSH tables (L); the default schema's when absent.
-    #[arg(long)]
-    pub lsh_tables: Option<u32>,
-    #[arg(long, default_value_t = 2026)]
-    pub seed: u64,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub common: ScaleArgs,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -322,8 +320,8 @@ pub fn online(args: &OnlineBenchArgs) -> anyhow::Result<Value> {
     ensure!((1_000..=20_000_000).contains(&args.indexed), "--indexed must be between 1000 and 20000000");
     ensure!((10..=100_000).contains(&args.queries), "--queries must be between 10 and 100000");
     let schema = LinkageSchema::default_schema();
-    let encoder = Encoder::new(&secret(args.seed), &schema);
-    let params = linker_params(&schema, args.lsh_bits_per_key, args.lsh_tables);
+    let encoder = Encoder::new(&secret(args.common.seed), &schema);
+    let params = linker_params(&schema, args.common.lsh_bits_per_key, args.common.lsh_tables);
     let lsh = params.lsh;
     let kernel = params.kernel;
     let mut linker = Linker::new(params).map_err(anyhow::Error::msg)?;
@@ -334,7 +332,7 @@ pub fn online(args: &OnlineBenchArgs) -> anyhow::Result<Value> {
     let mut next: ItemId = 0;
     let mut chunk = 0u64;
     while (next as usize) < args.indexed {
-        let recs = encoded_population(persons_per_chunk, args.seed ^ chunk.wrapping_mul(0x9e37_79b9), chunk, &encoder)?;
+        let recs = encoded_population(persons_per_chunk, args.common.seed ^ chunk.wrapping_mul(0x9e37_79b9), chunk, &encoder)?;
         ensure!(!recs.is_empty(), "the population is empty");
         for (k, r) in recs.into_iter().enumerate() {
             // Every 50th record of the first chunk is held back to be published online: its
@@ -393,7 +391,7 @@ pub fn online(args: &OnlineBenchArgs) -> anyhow::Result<Value> {
         "seconds_index": seconds_index,
         "seconds_build_lsh": seconds_build,
         "lsh": { "bits_per_key": lsh.bits_per_key, "tables": lsh.tables, "skip_most_frequent": lsh.skip_most_frequent },
-        "seed": args.seed,
+        "seed": args.common.seed,
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     }))
 }
@@ -416,13 +414,14 @@ mod tests {
 
     #[test]
     fn small_bulk_and_online_runs_report_sane_figures() {
-        let r = bulk(&BulkBenchArgs { records_per_side: 1_000, batch: Some(300), lsh_bits_per_key: None, lsh_tables: None, seed: 3, json: true }).unwrap();
+        let small = ScaleArgs { lsh_bits_per_key: None, lsh_tables: None, seed: 3, json: true };
+        let r = bulk(&BulkBenchArgs { records_per_side: 1_000, batch: Some(300), common: small.clone() }).unwrap();
         assert_eq!(r["records_per_side"], 1_000);
         let pc = r["pair_completeness"].as_f64().unwrap();
         assert!(pc > 0.95 && pc <= 1.0, "{r}");
         assert!(r["cross_f1"].as_f64().unwrap() > 0.9, "{r}");
         assert!(r["true_cross_pairs"].as_u64().unwrap() > 100, "{r}");
-        let r = online(&OnlineBenchArgs { indexed: 5_000, queries: 40, lsh_bits_per_key: None, lsh_tables: None, seed: 3, json: true }).unwrap();
+        let r = online(&OnlineBenchArgs { indexed: 5_000, queries: 40, common: small }).unwrap();
         assert_eq!(r["indexed"], 5_000);
         assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap());
         assert!(r["links_per_query"].as_f64().unwrap() > 0.2, "held-back records find their persons: {r}");

@@ -127,9 +127,9 @@ fn run() -> anyhow::Result<()> {
             println!("wrote {} exports and truth.csv to {}", g.exports.len(), out.display());
         }
         Cmd::Bench { what: BenchCmd::Kernel(args) } => ponte_sim::bench_kernel::run_and_print(args)?,
-        Cmd::Bench { what: BenchCmd::Bulk(args) } => ponte_sim::bench_scale::print(&ponte_sim::bench_scale::bulk(&args)?, args.json)?,
+        Cmd::Bench { what: BenchCmd::Bulk(args) } => ponte_sim::bench_scale::print(&ponte_sim::bench_scale::bulk(&args)?, args.common.json)?,
         Cmd::Bench { what: BenchCmd::Online(args) } => {
-            ponte_sim::bench_scale::print(&ponte_sim::bench_scale::online(&args)?, args.json)?
+            ponte_sim::bench_scale::print(&ponte_sim::bench_scale::online(&args)?, args.common.json)?
         }
         Cmd::Bench { what: BenchCmd::Quality(args) } => {
             let json = args.json;
