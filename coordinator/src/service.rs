@@ -49,6 +49,8 @@ pub struct Coordinator {
 struct State {
     linker: Linker,
     ids: HashMap<ItemKey, ItemId>,
+    /// What answers need of each item: key, relationship, entity name. The encodings live in the
+    /// linker's index and in the store, not here (`encodings` is empty).
     items: HashMap<ItemId, StoredItem>,
     next_id: ItemId,
     audit_head: Option<(u64, String)>,
@@ -83,6 +85,7 @@ impl Coordinator {
                 store.put_item(id, &item, &[], &[])?;
             }
             linker.restore(id, item.revision, &item.encodings).map_err(|e| anyhow::anyhow!("stored item {id}: {e}"))?;
+            item.encodings = Vec::new();
             ids.insert(item.key.clone(), id);
             items.insert(id, item);
         }
@@ -193,7 +196,11 @@ impl Coordinator {
         let change_of: HashMap<ItemId, LinkChange> = changes.into_iter().collect();
         for (p, id) in checked.into_iter().zip(assigned) {
             let mut item = match state.items.remove(&id) {
-                Some(existing) if existing.revision == p.revision => existing,
+                // The same identity under another key epoch: keep the encodings of the others,
+                // which only the store holds.
+                Some(existing) if existing.revision == p.revision => {
+                    self.store.get_item(&p.key).map_err(internal)?.filter(|s| s.revision == p.revision).unwrap_or(existing)
+                }
                 _ => StoredItem {
                     key: p.key.clone(),
                     revision: p.revision,
@@ -214,6 +221,7 @@ impl Coordinator {
                 }
                 _ => self.store.put_item(id, &item, &[], &[]).map_err(internal)?,
             }
+            item.encodings = Vec::new();
             state.items.insert(id, item);
         }
         let clusters = state.linker.take_cluster_changes();
@@ -235,13 +243,15 @@ impl Coordinator {
         let Some(&id) = state.ids.get(&key) else {
             return Err(Status::not_found("no published item has that reference; publish it first"));
         };
-        let Some(item) = state.items.get_mut(&id) else {
+        let Some(mut stored) = self.store.get_item(&key).map_err(internal)? else {
             return Err(Status::not_found("no published item has that reference; publish it first"));
         };
-        item.relationship = rel;
-        let item = item.clone();
-        self.store.put_item(id, &item, &[], &[]).map_err(internal)?;
+        stored.relationship = rel.clone();
+        self.store.put_item(id, &stored, &[], &[]).map_err(internal)?;
         self.store.flush().map_err(internal)?;
+        if let Some(item) = state.items.get_mut(&id) {
+            item.relationship = rel;
+        }
         Ok(v1::Ack { affected: 1 })
     }
 

@@ -141,6 +141,14 @@ impl Store {
         Ok(())
     }
 
+    /// The stored item under `key`, encodings included.
+    pub fn get_item(&self, key: &ItemKey) -> Result<Option<StoredItem>> {
+        match self.items.get(item_key(key))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(serde_json::from_slice::<ItemRow>(&v).context("a stored item is unreadable")?.item)),
+        }
+    }
+
     /// Records cluster id changes (`0`: the item is gone); not yet flushed.
     pub fn put_clusters(&self, changes: &[(ItemId, ClusterId)]) -> Result<()> {
         let mut batch = sled::Batch::default();

@@ -132,10 +132,18 @@ fn who_else_follows_clusters_through_withdrawal_update_and_restart() {
     assert_eq!(before[0], before[1]);
     assert_ne!(before[0], before[2]);
 
-    // Restart: the same answers and the same cluster ids.
+    // A relationship update changes nothing of the identity.
+    let mut rel = item("a1", 1, 0, &[], Asl).relationship;
+    rel.as_mut().unwrap().status = v1::RelationshipStatus::InValutazione as i32;
+    fed.c.update_relationship(&asl, v1::UpdateRelationshipRequest { node_id: "asl-x".into(), reference: "a1".into(), relationship: rel }).unwrap();
+
+    // Restart: the same answers and the same cluster ids, and the encodings are indexed again.
     drop(fed);
-    let fed = Fed { c: Coordinator::open(&config(dir.path()), &schema).unwrap(), batch: 100 };
+    let mut fed = Fed { c: Coordinator::open(&config(dir.path()), &schema).unwrap(), batch: 100 };
     assert_eq!(fed.who_else(&asl, "a1"), vec![("comune-y".to_string(), certain)]);
     assert_eq!([fed.cluster(&asl, "a1"), fed.cluster(&lecce, "b2"), fed.cluster(&galatina, "c1")], before);
     assert_eq!(fed.c.stats(), (3, 2));
+    fed.publish(&galatina, vec![item("d1", 1, 0, &[(CodiceFiscale, 1)], Comune)]);
+    assert_eq!(fed.cluster(&galatina, "d1"), before[0], "a new record of the person joins the restored cluster");
+    assert_eq!(fed.who_else(&galatina, "d1").len(), 2);
 }
