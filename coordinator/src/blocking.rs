@@ -1,7 +1,7 @@
 //! Blocking: which pairs of items are worth scoring at all.
 //!
-//! Comparing every new item with every indexed one (the correct-first linker) costs one Dice per
-//! indexed item; at a few million items that is too slow for interactive publishing. Blocking
+//! Comparing every new item with every indexed one costs one Dice per indexed item; at a few
+//! million items that is too slow for interactive publishing. Blocking
 //! proposes a small candidate set that still contains (almost) every true pair, and the scorer
 //! ([`crate::scoring`]) decides among the candidates. Two indexes, used together:
 //!

@@ -482,9 +482,25 @@ pub fn intersections_at(kind: KernelKind, query: &[u64], m: &FilterMatrix, rows:
     Ok(())
 }
 
+/// How many rows ahead the gathered loops ask for the next rows' cache lines.
+const PREFETCH_ROWS: usize = 8;
+
+#[inline(always)]
+fn prefetch_row(m: &FilterMatrix, rows: &[u32], k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(&r) = rows.get(k + PREFETCH_ROWS) {
+        let p = m.row_ptr(r as usize).cast::<i8>();
+        for c in 0..m.chunks {
+            // SAFETY: a prefetch is only a hint; the address is inside the matrix.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(c * 64)) };
+        }
+    }
+}
+
 #[inline(always)]
 fn gather_portable(query: &[u64], m: &FilterMatrix, rows: &[u32], out: &mut [u32]) {
-    for (o, &r) in out.iter_mut().zip(rows) {
+    for (k, (o, &r)) in out.iter_mut().zip(rows).enumerate() {
+        prefetch_row(m, rows, k);
         let row = m.row(r as usize);
         *o = query.iter().zip(row).map(|(a, b)| (a & b).count_ones()).sum();
     }

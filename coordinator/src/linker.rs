@@ -817,7 +817,8 @@ fn query_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Opt
         kernel::intersections_at(params.kernel, words, &ix.matrix, &cands, &mut counts).expect("rows indexed, lengths checked");
         let pop_r = ix.matrix.popcount(r as usize);
         for (&o, &and) in cands.iter().zip(&counts) {
-            if reaches(and, pop_r + ix.matrix.popcount(o as usize), t) {
+            // |B| ≥ |A∧B|: most candidates fail already with |B| = |A∧B|, without reading |B|.
+            if reaches(and, pop_r + and, t) && reaches(and, pop_r + ix.matrix.popcount(o as usize), t) {
                 out.push(Pair { r, o });
             }
         }
@@ -862,7 +863,11 @@ fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Op
                         kernel::intersections_at(params.kernel, words, &ix.matrix, bucket, &mut counts).expect("rows indexed");
                         let pop_r = ix.matrix.popcount(r as usize);
                         for (&o, &and) in bucket.iter().zip(&counts) {
-                            if o != r && (!in_batch[o as usize] || o < r) && reaches(and, pop_r + ix.matrix.popcount(o as usize), t) {
+                            if o != r
+                                && (!in_batch[o as usize] || o < r)
+                                && reaches(and, pop_r + and, t)
+                                && reaches(and, pop_r + ix.matrix.popcount(o as usize), t)
+                            {
                                 out.push(Pair { r, o });
                             }
                         }
