@@ -107,6 +107,7 @@ pub fn shape_answer(candidates: &[Candidate<'_>]) -> (Vec<v1::OtherRelationship>
                     case_manager: r.case_manager,
                     plan: r.plan,
                     contact: r.contact,
+                    category_group: 0,
                 },
                 c.key.clone(),
             )

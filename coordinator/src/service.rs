@@ -481,6 +481,22 @@ impl Federation for FederationService {
         let q = req.into_inner();
         blocking(move || inner.who_else(&who, q)).await.map(Response::new)
     }
+
+    async fn record_consent(&self, _req: Request<v1::ConsentAssertion>) -> Result<Response<v1::Ack>, Status> {
+        Err(Status::unimplemented("TEMPORARY"))
+    }
+
+    async fn revoke_consent(&self, _req: Request<v1::ConsentRevocation>) -> Result<Response<v1::Ack>, Status> {
+        Err(Status::unimplemented("TEMPORARY"))
+    }
+
+    async fn set_obscured(&self, _req: Request<v1::ObscureRequest>) -> Result<Response<v1::Ack>, Status> {
+        Err(Status::unimplemented("TEMPORARY"))
+    }
+
+    async fn subject_report(&self, _req: Request<v1::SubjectReportRequest>) -> Result<Response<v1::SubjectReport>, Status> {
+        Err(Status::unimplemented("TEMPORARY"))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -217,6 +217,7 @@ pub async fn who_else(
             purpose: purpose as i32,
             operator_role: role as i32,
             operator_id: operator_id.to_string(),
+            break_glass_reason: 0,
         })
         .await
         .map(|r| r.into_inner())

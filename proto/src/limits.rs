@@ -16,3 +16,9 @@ pub const MAX_FILTER_BYTES: usize = 1024;
 pub const MAX_FIELD_FILTERS: usize = 16;
 /// References in one withdraw request.
 pub const MAX_WITHDRAW_REFERENCES: usize = 1_000;
+/// Size of a policy file (TOML text).
+pub const MAX_POLICY_BYTES: usize = 256 * 1024;
+/// Values in each list of a consent's scope (categories, recipients, purposes).
+pub const MAX_CONSENT_SCOPE: usize = 32;
+/// Entries returned by one audit query.
+pub const MAX_AUDIT_QUERY: usize = 10_000;

@@ -5,7 +5,7 @@
 
 use crate::limits::MAX_ID_LEN;
 use crate::v1::{
-    ContactRole, EntityType as EntityTypeV1, MatchBand, OperatorRole, PlanType, Purpose,
+    BreakGlassReason, CategoryGroup, ConsentGiver, ContactRole, EntityType as EntityTypeV1, MatchBand, OperatorRole, PlanType, Purpose,
     RelationshipStatus, SensitivityTier, ServiceCategory,
 };
 
@@ -75,6 +75,55 @@ vocabulary!(PlanTypeName, PlanType, "", "plan type", [PlanNone, Pai, Pei, Proget
 vocabulary!(ContactRoleName, ContactRole, "", "contact role", [
     SportelloPua, SegreteriaUnita, CaseManagerUnita,
 ]);
+
+vocabulary!(CategoryGroupName, CategoryGroup, "", "category group", [
+    InterventoSociale, SostegnoEconomico, AssistenzaDomiciliare, AssistenzaResidenziale,
+    AssistenzaSemiresidenziale, SostegnoDisabilita, ContinuitaOspedaleTerritorio,
+    ServizioSpecialistico,
+]);
+vocabulary!(BreakGlassReasonName, BreakGlassReason, "", "break-glass reason", [
+    PericoloDiVita, IncapacitaDiConsentire,
+]);
+vocabulary!(ConsentGiverName, ConsentGiver, "", "consent giver", [
+    Interessato, RappresentanteLegale, Genitore,
+]);
+
+/// The generalised group of a service category: what a requester learns of a category the
+/// policy discloses only generalised. Every T3 category falls in one group, so a generalised
+/// T3 relationship does not say which protected service it is.
+pub fn category_group(c: ServiceCategory) -> CategoryGroup {
+    use ServiceCategory::*;
+    match c {
+        SegretariatoSociale | ServizioSocialeProfessionale | ProntoInterventoSociale | ResidenzaFittizia => {
+            CategoryGroup::InterventoSociale
+        }
+        ContributoEconomico | AssegnoDiInclusione => CategoryGroup::SostegnoEconomico,
+        AssistenzaDomiciliareSociale | CureDomiciliari | CurePalliative => CategoryGroup::AssistenzaDomiciliare,
+        ResidenzialeRsa => CategoryGroup::AssistenzaResidenziale,
+        CentroDiurno => CategoryGroup::AssistenzaSemiresidenziale,
+        ServiziDisabilita => CategoryGroup::SostegnoDisabilita,
+        DimissioniProtette => CategoryGroup::ContinuitaOspedaleTerritorio,
+        Unspecified | Serd | SaluteMentale | Npia | Consultorio | Ivg | Hiv | ViolenzaDiGenere | TutelaMinori => {
+            CategoryGroup::ServizioSpecialistico
+        }
+    }
+}
+
+/// `YYYYMMDD` with a plausible year, a month 1–12 and a day that exists in that month.
+pub fn check_day(d: u32) -> Result<(), String> {
+    let (y, m, day) = (d / 10_000, d / 100 % 100, d % 100);
+    let days_in_month = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 0,
+    };
+    if !(1900..=2200).contains(&y) || day == 0 || day > days_in_month {
+        return Err(format!("{d} is not a date in the form YYYYMMDD"));
+    }
+    Ok(())
+}
 
 /// Default sensitivity tier of a service category (DOMAIN.md §3).
 pub fn default_tier(c: ServiceCategory) -> SensitivityTier {
@@ -178,5 +227,19 @@ mod tests {
         assert!(check_unit_code("distretto-lecce.pua").is_ok());
         assert!(check_month(202401).is_ok());
         assert!(check_month(202413).is_err());
+        assert!(check_day(20240229).is_ok());
+        assert!(check_day(20230229).is_err());
+        assert!(check_day(20241131).is_err());
+    }
+
+    #[test]
+    fn every_t3_category_generalises_to_one_group() {
+        for c in ServiceCategoryName::ALL {
+            let g = category_group(*c);
+            assert_ne!(g, CategoryGroup::Unspecified);
+            assert_eq!(g == CategoryGroup::ServizioSpecialistico, default_tier(*c) == SensitivityTier::T3, "{c:?}");
+        }
+        assert_eq!(BreakGlassReasonName::parse("pericolo_di_vita").unwrap(), BreakGlassReason::PericoloDiVita);
+        assert_eq!(ConsentGiverName::name(ConsentGiver::Genitore), "genitore");
     }
 }
