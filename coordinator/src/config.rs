@@ -24,6 +24,12 @@ pub struct CoordinatorConfig {
     /// `params/default-fs.toml` when absent.
     #[serde(default)]
     pub model_file: Option<PathBuf>,
+    /// Disclosure policy file (`ponte-coordinator policy check` checks one). Read at the first
+    /// start only: from then on the policy in force is the last one loaded, kept in the store,
+    /// and a new version is loaded live by a privacy officer (`ponte-coordinator policy
+    /// reload`). The shipped default policy when absent.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
     pub tls: TlsConfig,
 }
 
@@ -64,7 +70,7 @@ impl CoordinatorConfig {
                 *p = base.join(&*p);
             }
         }
-        for s in [cfg.schema_file.as_mut(), cfg.model_file.as_mut()].into_iter().flatten() {
+        for s in [cfg.schema_file.as_mut(), cfg.model_file.as_mut(), cfg.policy_file.as_mut()].into_iter().flatten() {
             if s.is_relative() {
                 *s = base.join(&*s);
             }

@@ -459,6 +459,7 @@ mod tests {
                 contact: 0,
             },
             entity_name: String::new(),
+            obscured: false,
         }
     }
 

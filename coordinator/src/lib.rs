@@ -15,6 +15,7 @@ pub mod estimate;
 pub mod kernel;
 pub mod linker;
 pub mod model;
+pub mod officer;
 pub mod policy;
 pub mod scoring;
 pub mod service;

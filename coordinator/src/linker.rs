@@ -704,6 +704,17 @@ impl Linker {
         best.into_iter().collect()
     }
 
+    /// The members of `id`'s person cluster (its strong component), `id` included, sorted.
+    pub fn cluster_members(&self, id: ItemId) -> Vec<ItemId> {
+        if !self.contains(id) {
+            return Vec::new();
+        }
+        let mut m = self.component(id, Band::Probable);
+        m.push(id);
+        m.sort_unstable();
+        m
+    }
+
     /// Items reachable from `start` over links at least as strong as `level` (without `start`).
     fn component(&self, start: ItemId, level: Band) -> Vec<ItemId> {
         let mut seen = HashSet::from([start]);

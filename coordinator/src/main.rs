@@ -10,7 +10,11 @@ use ponte_coordinator::blocking::LshParams;
 use ponte_coordinator::estimate::{self, EstimateOptions};
 use ponte_coordinator::scoring::{self, FsModel};
 use ponte_coordinator::config::{self, CoordinatorConfig};
+use ponte_coordinator::officer::OfficerConfig;
+use ponte_coordinator::policy::{self, Policy};
 use ponte_coordinator::{audit, service, storage::Store};
+use ponte_proto::v1;
+use ponte_proto::vocab;
 use ponte_proto::schema::LinkageSchema;
 
 /// The Ponte coordinator. It links the keyed encodings that nodes publish and answers
@@ -31,7 +35,13 @@ enum Cmd {
         #[arg(long, short, default_value = "coordinator.toml")]
         config: PathBuf,
     },
-    /// Reads the audit log.
+    /// The disclosure policy: check a file before it goes live, compare two versions, load a
+    /// new version live, see the one in force, explain a decision.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+    /// Verifies, lists and queries the audit log.
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
@@ -111,21 +121,281 @@ struct EstimateArgs {
 }
 
 #[derive(Subcommand)]
+enum PolicyCmd {
+    /// Checks a policy file: errors (with line and column) make it unusable; warnings flag
+    /// risky settings. Exits with 1 on errors.
+    Check {
+        /// The policy file (TOML; `policy default` prints the shipped one, every key commented).
+        file: PathBuf,
+    },
+    /// Shows what a new policy version changes compared with an old one.
+    Diff {
+        /// The version in force (a file, or `default` for the shipped policy).
+        old: String,
+        /// The new version (a file).
+        new: PathBuf,
+    },
+    /// Prints the shipped default policy (DOMAIN.md §7), every key commented.
+    Default,
+    /// Loads a new policy version live on a running coordinator (privacy-officer certificate).
+    /// It is checked first and refused on any error; the change is audited.
+    Reload {
+        file: PathBuf,
+        /// The privacy officer's client configuration (coordinator address and certificate).
+        #[arg(long, default_value = "officer.toml")]
+        officer: PathBuf,
+    },
+    /// Prints the policy in force on a running coordinator, with who loaded it and when.
+    Current {
+        #[arg(long, default_value = "officer.toml")]
+        officer: PathBuf,
+    },
+    /// Explains, rule by rule, why a relationship was or was not disclosed for a question
+    /// (privacy officers only; the explanation is audited). Name a past question with
+    /// --receipt, or describe one with --asker, --anchor, --purpose and --role.
+    Explain {
+        #[arg(long, default_value = "officer.toml")]
+        officer: PathBuf,
+        /// The relationship to explain, as NODE/REFERENCE (as the audit log names items).
+        #[arg(long)]
+        target: String,
+        /// The audit sequence of a past question (its receipt).
+        #[arg(long, conflicts_with = "anchor")]
+        receipt: Option<u64>,
+        /// The asking node and its anchor reference (NODE/REFERENCE).
+        #[arg(long, requires = "purpose", requires = "role")]
+        anchor: Option<String>,
+        /// Purpose of the question (continuita_assistenziale, convocazione_uvm, …).
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Operator role of the question (operatore_pua, assistente_sociale, …).
+        #[arg(long)]
+        role: Option<String>,
+        /// Break-glass reason (with purpose emergenza).
+        #[arg(long)]
+        break_glass: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
-    /// Checks the hash chain: detects any altered, reordered or removed entry.
+    /// Checks the hash chain and its recorded head: detects any altered, reordered or removed
+    /// entry (the coordinator must be stopped). Exits with 1 when the chain is broken.
     Verify {
-        /// The coordinator's data directory (the coordinator must be stopped).
+        /// The coordinator's data directory.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Also check that an audit receipt a node holds is in the chain: SEQUENCE:HASH
+        /// (repeatable).
+        #[arg(long, value_name = "SEQUENCE:HASH")]
+        receipt: Vec<String>,
     },
-    /// Prints the entries as JSON lines.
+    /// Prints entries as JSON lines from a stopped coordinator's store.
     List {
         #[arg(long)]
         data_dir: PathBuf,
-        /// Only entries by this node.
-        #[arg(long)]
-        node: Option<String>,
+        #[command(flatten)]
+        filter: AuditFilter,
     },
+    /// Queries a running coordinator's audit log (privacy-officer certificate); the query is
+    /// itself audited.
+    Query {
+        #[arg(long, default_value = "officer.toml")]
+        officer: PathBuf,
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// At most this many entries (1–10000).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+#[derive(clap::Args)]
+struct AuditFilter {
+    /// Entries made by this node or naming one of its items.
+    #[arg(long)]
+    node: Option<String>,
+    /// Only questions for this purpose.
+    #[arg(long)]
+    purpose: Option<String>,
+    /// From this day (YYYY-MM-DD, UTC, inclusive) or Unix time in seconds.
+    #[arg(long)]
+    from: Option<String>,
+    /// Until this day (YYYY-MM-DD, UTC, inclusive) or Unix time in seconds.
+    #[arg(long)]
+    to: Option<String>,
+}
+
+/// Unix seconds of `s` (a YYYY-MM-DD day or a number); `end` takes the day's last second.
+fn parse_time(s: &str, end: bool) -> anyhow::Result<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(s, &format).with_context(|| format!("{s:?} is not a day in the form YYYY-MM-DD nor Unix seconds"))?;
+    let start = day.midnight().assume_utc().unix_timestamp().max(0) as u64;
+    Ok(if end { start + 86_399 } else { start })
+}
+
+impl AuditFilter {
+    fn query(&self) -> anyhow::Result<audit::Query> {
+        if let Some(n) = &self.node {
+            vocab::check_node_id(n).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
+        }
+        let purpose = self.purpose.as_deref().map(vocab::PurposeName::parse).transpose().map_err(|e| anyhow::anyhow!("--purpose: {e}"))?;
+        Ok(audit::Query {
+            from: self.from.as_deref().map(|s| parse_time(s, false)).transpose()?,
+            to: self.to.as_deref().map(|s| parse_time(s, true)).transpose()?,
+            node: self.node.clone(),
+            purpose: purpose.map(vocab::PurposeName::name),
+        })
+    }
+}
+
+fn split_item(s: &str, what: &str) -> anyhow::Result<(String, String)> {
+    let (node, reference) = s.split_once('/').with_context(|| format!("{what} {s:?}: write NODE/REFERENCE, e.g. asl-lecce/3f9a…"))?;
+    vocab::check_node_id(node).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    vocab::check_reference(reference).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    Ok((node.to_string(), reference.to_string()))
+}
+
+fn read_policy_file(p: &std::path::Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(p).with_context(|| format!("cannot read the policy file {}", p.display()))?;
+    anyhow::ensure!(
+        meta.len() <= ponte_proto::limits::MAX_POLICY_BYTES as u64,
+        "the policy file {} is larger than {} bytes",
+        p.display(),
+        ponte_proto::limits::MAX_POLICY_BYTES
+    );
+    std::fs::read_to_string(p).with_context(|| format!("cannot read the policy file {} (is it UTF-8 text?)", p.display()))
+}
+
+/// Checks a policy file's text, printing problems as FILE:LINE:COLUMN; the policy if usable.
+fn checked_policy(text: &str, name: &str) -> Option<Policy> {
+    let report = policy::check(text);
+    for e in &report.errors {
+        eprintln!("{name}:{}:{}: error: {}", e.line, e.column, e.message);
+    }
+    for w in &report.warnings {
+        eprintln!("{name}:{}:{}: warning: {}", w.line, w.column, w.message);
+    }
+    if report.errors.is_empty() { report.policy } else { None }
+}
+
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the coordinator refused: {} ({:?})", s.message(), s.code())
+}
+
+fn policy_cmd(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCmd::Default => print!("{}", policy::DEFAULT_POLICY_TOML),
+        PolicyCmd::Check { file } => {
+            let text = read_policy_file(&file)?;
+            let name = file.display().to_string();
+            let report = policy::check(&text);
+            match checked_policy(&text, &name) {
+                Some(p) => println!(
+                    "{name}: policy {} is usable ({} warnings); sha256 {}",
+                    p.version,
+                    report.warnings.len(),
+                    p.sha256
+                ),
+                None => {
+                    println!("{name}: {} errors; fix them before loading the policy", report.errors.len());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        PolicyCmd::Diff { old, new } => {
+            let (old_text, old_name) = if old == "default" {
+                (policy::DEFAULT_POLICY_TOML.to_string(), "the shipped default policy".to_string())
+            } else {
+                (read_policy_file(std::path::Path::new(&old))?, old.clone())
+            };
+            let new_text = read_policy_file(&new)?;
+            let new_name = new.display().to_string();
+            let (Some(a), Some(b)) = (checked_policy(&old_text, &old_name), checked_policy(&new_text, &new_name)) else {
+                anyhow::bail!("cannot compare: fix the errors above first");
+            };
+            let changes = policy::diff(&a, &b);
+            if changes.is_empty() {
+                println!("no change in effect between {old_name} and {new_name}");
+            }
+            for c in changes {
+                println!("{c}");
+            }
+        }
+        PolicyCmd::Reload { file, officer } => {
+            let text = read_policy_file(&file)?;
+            if checked_policy(&text, &file.display().to_string()).is_none() {
+                anyhow::bail!("{} has errors; nothing was sent", file.display());
+            }
+            let cfg = OfficerConfig::load(&officer).map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let status = rt.block_on(async {
+                let mut c = cfg.connect().await?;
+                c.reload_policy(v1::PolicyDocument { toml: text }).await.map_err(status_error).map(|r| r.into_inner())
+            })?;
+            println!(
+                "policy {} (sha256 {}) in force; audit receipt {}",
+                status.version,
+                status.sha256,
+                status.receipt.map(|r| r.sequence.to_string()).unwrap_or_default()
+            );
+        }
+        PolicyCmd::Current { officer } => {
+            let cfg = OfficerConfig::load(&officer).map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let status = rt.block_on(async {
+                let mut c = cfg.connect().await?;
+                c.current_policy(v1::CurrentPolicyRequest {}).await.map_err(status_error).map(|r| r.into_inner())
+            })?;
+            println!("# policy {} (sha256 {}), loaded by {} at Unix time {}", status.version, status.sha256, status.loaded_by, status.loaded_at);
+            for w in &status.warnings {
+                println!("# warning: {w}");
+            }
+            print!("{}", status.toml);
+        }
+        PolicyCmd::Explain { officer, target, receipt, anchor, purpose, role, break_glass, json } => {
+            let (target_node, target_reference) = split_item(&target, "--target")?;
+            let mut req = v1::ExplainRequest { receipt_sequence: receipt, target_node, target_reference, ..Default::default() };
+            if receipt.is_none() {
+                let anchor = anchor.context("name the question: --receipt SEQUENCE, or --anchor NODE/REFERENCE --purpose P --role R")?;
+                let (asker_node, anchor_reference) = split_item(&anchor, "--anchor")?;
+                req.asker_node = asker_node;
+                req.anchor_reference = anchor_reference;
+                req.purpose = vocab::PurposeName::parse(purpose.as_deref().unwrap_or_default()).map_err(|e| anyhow::anyhow!("--purpose: {e}"))? as i32;
+                req.operator_role = vocab::OperatorRoleName::parse(role.as_deref().unwrap_or_default()).map_err(|e| anyhow::anyhow!("--role: {e}"))? as i32;
+                if let Some(b) = &break_glass {
+                    req.break_glass_reason = vocab::BreakGlassReasonName::parse(b).map_err(|e| anyhow::anyhow!("--break-glass: {e}"))? as i32;
+                }
+            }
+            let cfg = OfficerConfig::load(&officer).map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let ex = rt.block_on(async {
+                let mut c = cfg.connect().await?;
+                c.explain(req).await.map_err(status_error).map(|r| r.into_inner())
+            })?;
+            if json {
+                let rules: Vec<serde_json::Value> =
+                    ex.rules.iter().map(|r| serde_json::json!({"rule": r.rule, "passed": r.passed, "detail": r.detail})).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"disclosed": ex.disclosed, "disclosure": ex.disclosure, "policy_version": ex.policy_version, "rules": rules,
+                        "receipt": ex.receipt.map(|r| r.sequence)})
+                );
+            } else {
+                println!("{target}: {} (disclosure: {}) under policy {}", if ex.disclosed { "DISCLOSED" } else { "NOT DISCLOSED" }, ex.disclosure, ex.policy_version);
+                for r in &ex.rules {
+                    println!("  [{}] {:<18} {}", if r.passed { "pass" } else { "STOP" }, r.rule, r.detail);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logs() {
@@ -151,7 +421,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Serve { config } => {
             let cfg = CoordinatorConfig::load(&config).map_err(anyhow::Error::msg)?;
@@ -160,20 +430,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("ponte-coordinator listening on {addr}");
             }))?;
         }
-        Cmd::Audit { cmd: AuditCmd::Verify { data_dir } } => {
+        Cmd::Policy { cmd } => return policy_cmd(cmd),
+        Cmd::Audit { cmd: AuditCmd::Verify { data_dir, receipt } } => {
+            anyhow::ensure!(data_dir.join("sled").is_dir(), "{} holds no coordinator store (no sled folder): check --data-dir", data_dir.display());
             let store = Store::open(&data_dir)?;
             let entries = store.audit_entries()?;
-            match audit::verify(&entries) {
+            let head = store.recorded_audit_head()?;
+            match audit::verify_with_head(&entries, head.as_ref().map(|(s, h)| (*s, h.as_str()))) {
                 Ok((n, head)) => println!("audit chain intact: {n} entries, head {head}"),
-                Err(b) => anyhow::bail!("audit chain BROKEN — {b}"),
+                Err(b) => {
+                    eprintln!("audit chain BROKEN — {b}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            for r in receipt {
+                let (seq, hash) = r.split_once(':').context("--receipt: write SEQUENCE:HASH")?;
+                let seq: u64 = seq.parse().with_context(|| format!("--receipt {r}: the sequence is not a number"))?;
+                if let Err(e) = audit::check_receipt(&entries, seq, hash) {
+                    eprintln!("audit chain BROKEN — {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!("receipt {seq} found in the chain");
             }
         }
-        Cmd::Audit { cmd: AuditCmd::List { data_dir, node } } => {
+        Cmd::Audit { cmd: AuditCmd::List { data_dir, filter } } => {
+            let q = filter.query()?;
             let store = Store::open(&data_dir)?;
             for e in store.audit_entries()? {
-                if node.as_ref().is_none_or(|n| *n == e.record.actor) {
+                if q.matches(&e) {
                     println!("{}", serde_json::to_string(&e)?);
                 }
+            }
+        }
+        Cmd::Audit { cmd: AuditCmd::Query { officer, filter, limit } } => {
+            let q = filter.query()?;
+            let cfg = OfficerConfig::load(&officer).map_err(anyhow::Error::msg)?;
+            let req = v1::AuditQuery {
+                from_time: q.from.unwrap_or(0),
+                to_time: q.to.unwrap_or(0),
+                node: q.node.clone().unwrap_or_default(),
+                purpose: q.purpose.as_deref().map(|p| vocab::PurposeName::parse(p).map(|p| p as i32)).transpose().map_err(anyhow::Error::msg)?.unwrap_or(0),
+                limit,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let page = rt.block_on(async {
+                let mut c = cfg.connect().await?;
+                c.query_audit(req).await.map_err(status_error).map(|r| r.into_inner())
+            })?;
+            for e in &page.entries {
+                println!("{}", e.json);
+            }
+            if page.truncated {
+                eprintln!("more entries matched than --limit {limit}: narrow the window or raise the limit");
             }
         }
         Cmd::Stats { data_dir } => {
@@ -204,7 +512,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Params { cmd: ParamsCmd::Estimate(args) } => params_estimate(args)?,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_diff(diff: &scoring::ModelDiff) {
@@ -319,7 +627,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     init_logs();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("ponte-coordinator: {e:#}");
             ExitCode::FAILURE

@@ -66,6 +66,9 @@ pub struct StoredItem {
     /// The holding entity's display name, from its certificate at publish time.
     #[serde(default)]
     pub entity_name: String,
+    /// Obscured (oscuramento) by its node at the person's request: never shown to anyone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub obscured: bool,
 }
 
 impl StoredItem {

@@ -2,7 +2,9 @@
 //!
 //! Trees: `items` (node ‖ 0 ‖ reference → item with its internal id), `links` (id ‖ id → band),
 //! `audit` (sequence → chained entry), `batches` (node ‖ 0 ‖ batch id → ack, for idempotent
-//! retries) and `meta`. Every write that is acknowledged to a client is flushed first, so it
+//! retries), `clusters` (item id → cluster id), `consents` (node ‖ 0 ‖ consent id → consent with
+//! the reference it is keyed by), `policies` (sequence → a policy version as loaded) and `meta`
+//! (the audit head, recorded apart from the chain at every append). Every write that is acknowledged to a client is flushed first, so it
 //! survives `kill -9`.
 
 use std::path::Path;
@@ -24,6 +26,28 @@ pub struct Store {
     audit: sled::Tree,
     batches: sled::Tree,
     clusters: sled::Tree,
+    consents: sled::Tree,
+    policies: sled::Tree,
+    meta: sled::Tree,
+}
+
+const AUDIT_HEAD: &[u8] = b"audit_head";
+
+/// A consent as stored: the consent and the item it is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRow {
+    pub reference: ItemKey,
+    pub consent: crate::policy::Consent,
+}
+
+/// A policy version as loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRow {
+    pub version: String,
+    pub sha256: String,
+    pub text: String,
+    pub loaded_at: u64,
+    pub loaded_by: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -93,6 +117,9 @@ impl Store {
             audit: db.open_tree("audit")?,
             batches: db.open_tree("batches")?,
             clusters: db.open_tree("clusters")?,
+            consents: db.open_tree("consents")?,
+            policies: db.open_tree("policies")?,
+            meta: db.open_tree("meta")?,
             db,
         })
     }
@@ -194,15 +221,16 @@ impl Store {
         Ok(())
     }
 
-    /// Appends a record to the audit chain and flushes it.
+    /// Appends a record to the audit chain, records the new head apart, and flushes both.
     pub fn append_audit(&self, last: Option<(u64, &str)>, record: Record) -> Result<Entry> {
         let entry = audit::chain(last, record);
         self.audit.insert(entry.sequence.to_be_bytes(), serde_json::to_vec(&entry)?)?;
+        self.meta.insert(AUDIT_HEAD, serde_json::to_vec(&(entry.sequence, &entry.hash))?)?;
         self.db.flush()?;
         Ok(entry)
     }
 
-    /// The last audit entry's sequence and hash.
+    /// The last audit entry's sequence and hash, as the chain has it.
     pub fn audit_head(&self) -> Result<Option<(u64, String)>> {
         Ok(match self.audit.last()? {
             Some((_, v)) => {
@@ -211,6 +239,54 @@ impl Store {
             }
             None => None,
         })
+    }
+
+    /// The audit head recorded apart at the last append.
+    pub fn recorded_audit_head(&self) -> Result<Option<(u64, String)>> {
+        match self.meta.get(AUDIT_HEAD)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(serde_json::from_slice(&v).context("the recorded audit head is unreadable (altered?)")?)),
+        }
+    }
+
+    /// Stores (or replaces) a consent; not yet flushed.
+    pub fn put_consent(&self, node: &str, consent_id: &str, row: &ConsentRow) -> Result<()> {
+        self.consents.insert(id_key(node, consent_id), serde_json::to_vec(row)?)?;
+        Ok(())
+    }
+
+    /// Removes a consent; whether it existed. Not yet flushed.
+    pub fn remove_consent(&self, node: &str, consent_id: &str) -> Result<bool> {
+        Ok(self.consents.remove(id_key(node, consent_id))?.is_some())
+    }
+
+    /// Every stored consent: (node, consent id, row).
+    pub fn consents(&self) -> Result<Vec<(String, String, ConsentRow)>> {
+        let mut out = Vec::new();
+        for kv in self.consents.iter() {
+            let (k, v) = kv?;
+            let mut parts = k.splitn(2, |b| *b == 0);
+            let node = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let id = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            out.push((node, id, serde_json::from_slice(&v).context("a stored consent is unreadable")?));
+        }
+        Ok(out)
+    }
+
+    /// Appends a policy version (it becomes the one in force) and flushes.
+    pub fn put_policy(&self, row: &PolicyRow) -> Result<()> {
+        let seq = self.policies.last()?.map(|(k, _)| u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])) + 1).unwrap_or(0);
+        self.policies.insert(seq.to_be_bytes(), serde_json::to_vec(row)?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The policy version in force (the last loaded), if any was ever loaded.
+    pub fn active_policy(&self) -> Result<Option<PolicyRow>> {
+        match self.policies.last()? {
+            None => Ok(None),
+            Some((_, v)) => Ok(Some(serde_json::from_slice(&v).context("the stored policy is unreadable")?)),
+        }
     }
 
     /// All audit entries in stored order; an unreadable entry is reported as an error.
@@ -256,6 +332,13 @@ impl Store {
     pub fn link_count(&self) -> usize {
         self.links.len()
     }
+}
+
+fn id_key(node: &str, id: &str) -> Vec<u8> {
+    let mut v = node.as_bytes().to_vec();
+    v.push(0);
+    v.extend_from_slice(id.as_bytes());
+    v
 }
 
 fn batch_key(node: &str, batch_id: u64) -> Vec<u8> {

@@ -207,6 +207,21 @@ pub fn write_coordinator_config(dir: &Path, certs: &Path, listen: &str) -> Resul
     Ok(path)
 }
 
+/// Writes a privacy officer's client configuration (`officer.toml`) for `ponte-coordinator
+/// policy reload | current | explain` and `audit query`, using `certs/<officer>.pem`.
+pub fn write_officer_config(dir: &Path, certs: &Path, coordinator: &str, officer: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let text = format!(
+        "coordinator = \"https://{coordinator}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.join("ca.pem").display(),
+        certs.join(format!("{officer}.pem")).display(),
+        certs.join(format!("{officer}.key")).display(),
+    );
+    let path = dir.join("officer.toml");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 #[derive(Debug, Deserialize)]
 struct TruthRow {
     node_id: String,

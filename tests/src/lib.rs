@@ -46,6 +46,7 @@ impl Federation {
             holders.push(Holder::node(id, ponte_proto::vocab::EntityType::parse(et).unwrap(), name));
         }
         holders.push(Holder::researcher("ricerca", "Ricerca"));
+        holders.push(Holder::privacy_officer("dpo-federazione", "DPO federazione"));
         ponte_certs_dev::generate_federation(&certs, &holders, 5).unwrap();
         let secret = dir.path().join("linkage.secret");
         LinkageSecret::generate(1).save(&secret).unwrap();
@@ -103,6 +104,11 @@ impl Federation {
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(&self.coordinator_config, text + "\n").unwrap();
+    }
+
+    /// The privacy officer `dpo-federazione`'s client configuration.
+    pub fn officer_config(&self) -> PathBuf {
+        demo::write_officer_config(&self.dir.path().join("officer"), &self.certs, &self.addr, "dpo-federazione").unwrap()
     }
 
     pub fn coordinator_data(&self) -> PathBuf {
