@@ -93,6 +93,7 @@ pub struct Publication {
     pub quality_flags: u32,
     pub relationship: RelationshipMeta,
     pub entity_name: String,
+    pub obscured: bool,
 }
 
 /// A checked relationship from the wire.
@@ -197,6 +198,7 @@ pub fn item_from_wire(
     Ok(Publication {
         key: ItemKey { node: node.to_string(), reference: item.reference.clone() },
         revision: item.revision,
+        obscured: item.obscured,
         encoding: EpochEncoding { epoch, clk: enc.clk.clone(), tokens },
         quality_flags: enc.quality_flags,
         relationship,

@@ -315,7 +315,7 @@ impl Coordinator {
         let change_of: HashMap<ItemId, LinkChange> = changes.into_iter().collect();
         for (p, id) in checked.into_iter().zip(assigned) {
             let existing = state.items.remove(&id);
-            let obscured = existing.as_ref().is_some_and(|e| e.obscured);
+            let obscured = p.obscured;
             let mut item = match existing {
                 // The same identity under another key epoch: keep the encodings of the others,
                 // which only the store holds.
@@ -336,6 +336,7 @@ impl Coordinator {
             item.quality_flags = p.quality_flags;
             item.relationship = p.relationship;
             item.entity_name = p.entity_name;
+            item.obscured = p.obscured;
             match change_of.get(&id) {
                 Some(LinkChange::Relinked { removed, links }) => {
                     links_found += links.len() as u32;

@@ -107,6 +107,7 @@ fn synthetic_store(data_dir: &std::path::Path, persons: u32) {
                     contact: 0,
                 },
                 entity_name: String::new(),
+                obscured: false,
             };
             store.put_item(id, &item, &[], &[]).unwrap();
             id += 1;

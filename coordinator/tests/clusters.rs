@@ -15,6 +15,7 @@ fn config(dir: &std::path::Path) -> CoordinatorConfig {
         key_epochs: vec![1],
         schema_file: None,
         model_file: None,
+        policy_file: None,
         tls: TlsConfig { ca: "unused".into(), cert: "unused".into(), key: "unused".into() },
     }
 }
@@ -34,6 +35,7 @@ fn item(reference: &str, revision: u64, start: usize, tokens: &[(v1::TokenKind, 
     v1::PublishedItem {
         reference: reference.into(),
         revision,
+        obscured: false,
         encoding: Some(v1::IdentityEncoding {
             clk,
             tokens: tokens.iter().map(|(k, v)| v1::ExactToken { kind: *k as i32, value: vec![*v; 32] }).collect(),
@@ -80,6 +82,7 @@ impl Fed {
             purpose: v1::Purpose::ContinuitaAssistenziale as i32,
             operator_role: v1::OperatorRole::AssistenteSociale as i32,
             operator_id: "op-1".into(),
+            break_glass_reason: 0,
         };
         let a = self.c.who_else(who, q).unwrap();
         a.relationships.into_iter().map(|r| (r.entity_id, r.band)).collect()

@@ -104,6 +104,7 @@ pub fn published_item(node: &Node, encoder: &Encoder, r: &LocalRelationship) -> 
         }),
         relationship: Some(wire_relationship(node, r)?),
         revision: record.revision,
+        obscured: r.obscured,
     }))
 }
 
@@ -125,11 +126,148 @@ pub struct PublishOutcome {
     pub withdrawals_sent: u64,
     pub batches: u64,
     pub links_found: u64,
+    pub consents_sent: u64,
+    pub revocations_sent: u64,
+    pub obscurings_sent: u64,
+    /// Queued changes dropped because what they were about no longer exists here (or, for an
+    /// upsert, is never to be published).
+    pub dropped: u64,
+    /// Consents kept queued because the coordinator does not know the record's published
+    /// references yet; they are tried again on the next run.
+    pub deferred: u64,
 }
 
-/// Sends every queued change, oldest first; each change leaves the outbox only once the
-/// coordinator has acknowledged it. On error, what was acknowledged stays acknowledged and the
-/// rest stays queued.
+impl PublishOutcome {
+    /// Outbox entries handled (sent, dropped or deferred), for progress bars.
+    pub fn handled(&self) -> u64 {
+        self.items_sent + self.withdrawals_sent + self.consents_sent + self.revocations_sent + self.obscurings_sent + self.dropped + self.deferred
+    }
+}
+
+fn refused(what: &str, s: &tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{what} refused by the coordinator — {}", status_text(s))
+}
+
+/// What became of one queued change that is not an upsert.
+enum Delivery {
+    /// Acknowledged by the coordinator, or moot: remove it from the queue.
+    Done,
+    /// Not deliverable yet: move it to the end of the queue.
+    Later,
+}
+
+/// Sends one queued change that is not an upsert.
+async fn deliver(node: &Node, client: &mut FederationClient<Channel>, op: &OutboxOp, out: &mut PublishOutcome) -> Result<Delivery> {
+    let node_id = node.config.node_id.clone();
+    match op {
+        OutboxOp::Upsert { .. } => unreachable!("upserts travel in batches"),
+        OutboxOp::Withdraw { reference } => {
+            client
+                .withdraw(v1::WithdrawRequest { node_id, references: vec![reference.clone()] })
+                .await
+                .map_err(|s| refused("withdrawal", &s))?;
+            out.withdrawals_sent += 1;
+        }
+        OutboxOp::Consent { consent_id } => {
+            let Some(c) = node.store.get_consent(consent_id)? else {
+                tracing::debug!(consent_id, "consent no longer stored here; dropped from the queue");
+                out.dropped += 1;
+                return Ok(Delivery::Done);
+            };
+            if c.revoked_at.is_some() {
+                // Its revocation is queued too (or was sent): never assert a revoked consent.
+                tracing::debug!(consent_id, "consent revoked before it was sent; dropped from the queue");
+                out.dropped += 1;
+                return Ok(Delivery::Done);
+            }
+            let references: Vec<String> = node
+                .store
+                .relationships_of(&c.record_id)?
+                .into_iter()
+                .filter(LocalRelationship::publishable)
+                .map(|r| r.reference)
+                .collect();
+            if references.is_empty() {
+                tracing::debug!(consent_id, record = %c.record_id, "the consent's record has no published relationship any more; dropped from the queue");
+                out.dropped += 1;
+                return Ok(Delivery::Done);
+            }
+            // The first published reference by relationship id; should the coordinator not know it
+            // (yet), the next ones: any of them keys the same person cluster.
+            for reference in references {
+                let assertion = v1::ConsentAssertion {
+                    node_id: node_id.clone(),
+                    consent_id: c.consent_id.clone(),
+                    reference,
+                    categories: c.categories.clone(),
+                    recipients: c.recipients.clone(),
+                    purposes: c.purposes.clone(),
+                    valid_from: c.valid_from,
+                    valid_until: c.valid_until,
+                    given_by: c.given_by,
+                };
+                match client.record_consent(assertion).await {
+                    Ok(_) => {
+                        out.consents_sent += 1;
+                        return Ok(Delivery::Done);
+                    }
+                    Err(s) if s.code() == tonic::Code::NotFound => continue,
+                    Err(s) => return Err(refused("consent", &s)),
+                }
+            }
+            tracing::warn!(consent_id, "the coordinator knows none of the record's references yet; the consent stays queued");
+            out.deferred += 1;
+            return Ok(Delivery::Later);
+        }
+        OutboxOp::RevokeConsent { consent_id } => {
+            // Sent whatever is stored here: a revocation must never be lost. NOT_FOUND means the
+            // coordinator holds no such consent, which is what a revocation wants.
+            match client.revoke_consent(v1::ConsentRevocation { node_id, consent_id: consent_id.clone() }).await {
+                Ok(_) => out.revocations_sent += 1,
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    tracing::debug!(consent_id, "the coordinator holds no such consent; revocation done");
+                    out.revocations_sent += 1;
+                }
+                Err(s) => return Err(refused("consent revocation", &s)),
+            }
+        }
+        OutboxOp::Obscure { relationship_id } => {
+            let Some(r) = node.store.get_relationship(relationship_id)?.filter(LocalRelationship::publishable) else {
+                tracing::debug!(relationship_id, "relationship gone or never published; obscuring dropped from the queue");
+                out.dropped += 1;
+                return Ok(Delivery::Done);
+            };
+            set_obscured(node, client, &r).await?;
+            out.obscurings_sent += 1;
+        }
+    }
+    Ok(Delivery::Done)
+}
+
+/// Sends a relationship's obscured flag. NOT_FOUND (the reference is not published there yet)
+/// is fine: the flag is sent again right after the relationship is published.
+async fn set_obscured(node: &Node, client: &mut FederationClient<Channel>, r: &LocalRelationship) -> Result<()> {
+    let req = v1::ObscureRequest { node_id: node.config.node_id.clone(), reference: r.reference.clone(), obscured: r.obscured };
+    match client.set_obscured(req).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::NotFound => {
+            tracing::debug!(relationship = %r.relationship_id, "reference not published yet; its obscured flag goes with its publication");
+            Ok(())
+        }
+        Err(s) => Err(refused("obscuring", &s)),
+    }
+}
+
+/// Sends every queued change in queue order; each change leaves the outbox only once the
+/// coordinator has acknowledged it. Consecutive upserts travel in batches (one per key epoch);
+/// every other change travels alone. On error, what was acknowledged stays acknowledged and
+/// the rest stays queued.
+///
+/// Never sent: upserts of never-encode relationships (acknowledged and dropped), and changes
+/// about a record, relationship or consent that no longer exists here (dropped, with a debug
+/// log). A consent whose references the coordinator does not know yet moves to the end of the
+/// queue and waits for the next run. An obscured relationship's flag is sent again after each
+/// publication of it, so that a new or re-published reference is obscured too.
 pub async fn publish_outbox(
     node: &Node,
     client: &mut FederationClient<Channel>,
@@ -139,33 +277,42 @@ pub async fn publish_outbox(
     let batch_size = node.config.sync.batch_size;
     let fingerprint = node.schema.fingerprint();
     let encoders = node.encoders()?;
+    // Changes moved to the end of the queue since the last one that was acknowledged: meeting
+    // one again means nothing behind it could change its fate (such as publishing the reference
+    // it needs), so the run ends. Each acknowledgement shortens the queue, so this terminates.
+    let mut later: Vec<u64> = Vec::new();
     loop {
         let head = node.store.outbox_head(batch_size)?;
-        if head.is_empty() {
+        let Some((first_seq, first_op)) = head.first() else { return Ok(out) };
+        if later.contains(first_seq) {
             return Ok(out);
         }
-        // Withdrawal first in line: send it alone, in order.
-        if let (seq, OutboxOp::Withdraw { reference }) = &head[0] {
-            client
-                .withdraw(v1::WithdrawRequest { node_id: node.config.node_id.clone(), references: vec![reference.clone()] })
-                .await
-                .map_err(|s| anyhow::anyhow!("withdrawal refused by the coordinator — {}", status_text(&s)))?;
-            node.store.ack(&[*seq])?;
-            out.withdrawals_sent += 1;
+        if !matches!(first_op, OutboxOp::Upsert { .. }) {
+            match deliver(node, client, first_op, &mut out).await? {
+                Delivery::Done => {
+                    node.store.ack(&[*first_seq])?;
+                    later.clear();
+                }
+                Delivery::Later => later.extend(node.store.requeue(*first_seq)?),
+            }
             progress(out);
             continue;
         }
         let mut seqs = Vec::new();
         let mut relationships = Vec::new();
         for (seq, op) in &head {
-            match op {
-                OutboxOp::Upsert { relationship_id } => {
-                    seqs.push(*seq);
-                    if let Some(rel) = node.store.get_relationship(relationship_id)? {
-                        relationships.push(rel);
-                    }
+            let OutboxOp::Upsert { relationship_id } = op else { break };
+            seqs.push(*seq);
+            match node.store.get_relationship(relationship_id)? {
+                Some(rel) if rel.publishable() => relationships.push(rel),
+                Some(_) => {
+                    tracing::debug!(relationship_id, "never-encode relationship: upsert dropped, nothing sent");
+                    out.dropped += 1;
                 }
-                OutboxOp::Withdraw { .. } => break,
+                None => {
+                    tracing::debug!(relationship_id, "relationship no longer stored here; upsert dropped");
+                    out.dropped += 1;
+                }
             }
         }
         // The same changes under every configured key epoch; the outbox entries go only when
@@ -196,12 +343,17 @@ pub async fn publish_outbox(
             out.links_found += ack.links_found as u64;
             out.batches += 1;
         }
+        for rel in relationships.iter().filter(|r| r.obscured) {
+            set_obscured(node, client, rel).await?;
+        }
         node.store.ack(&seqs)?;
+        later.clear();
         progress(out);
     }
 }
 
-/// Asks who-else for one relationship of this node.
+/// Asks who-else for one relationship of this node. `break_glass` is the reason of a question
+/// with purpose emergenza (the coordinator refuses one without it, and one with it otherwise).
 pub async fn who_else(
     node: &Node,
     client: &mut FederationClient<Channel>,
@@ -209,6 +361,7 @@ pub async fn who_else(
     purpose: v1::Purpose,
     role: v1::OperatorRole,
     operator_id: &str,
+    break_glass: Option<v1::BreakGlassReason>,
 ) -> Result<v1::WhoElseAnswer, tonic::Status> {
     client
         .who_else(v1::WhoElseQuestion {
@@ -217,8 +370,38 @@ pub async fn who_else(
             purpose: purpose as i32,
             operator_role: role as i32,
             operator_id: operator_id.to_string(),
-            break_glass_reason: 0,
+            break_glass_reason: break_glass.map(|r| r as i32).unwrap_or(0),
         })
         .await
         .map(|r| r.into_inner())
+}
+
+/// A data-subject access report about the person of a local record: their relationships as the
+/// policy lets this node see them, and every question that touched them. Keyed by the record's
+/// first published reference; `operator_id` is the privacy contact handling the request.
+pub async fn subject_report(
+    node: &Node,
+    client: &mut FederationClient<Channel>,
+    record_id: &str,
+    operator_id: &str,
+) -> Result<v1::SubjectReport> {
+    let rel = node.require_published(record_id)?;
+    client
+        .subject_report(v1::SubjectReportRequest {
+            node_id: node.config.node_id.clone(),
+            reference: rel.reference.clone(),
+            operator_id: operator_id.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| {
+            if s.code() == tonic::Code::NotFound {
+                anyhow::anyhow!(
+                    "the coordinator does not know record {record_id:?}'s reference yet — {}; run `ponte-node publish` first",
+                    status_text(&s)
+                )
+            } else {
+                refused("data-subject report", &s)
+            }
+        })
 }

@@ -159,6 +159,11 @@ pub struct ColumnMapping {
     /// Whether this entity holds the case manager role (`S`/`N`, `si`/`no`, `1`/`0`, `true`/`false`).
     #[serde(default)]
     pub case_manager: Option<String>,
+    /// Marks rows that must never be encoded or published (DOMAIN.md §3: SerD users who chose
+    /// anonymity; the mother ↔ child link after *parto anonimo*), yes/no like `case_manager`.
+    /// Such relationships stay on this node only; one published before is withdrawn.
+    #[serde(default)]
+    pub never_encode: Option<String>,
 }
 
 impl Default for ColumnMapping {
@@ -178,6 +183,7 @@ impl Default for ColumnMapping {
             since: "since".into(),
             unit: Some("unit".into()),
             case_manager: Some("case_manager".into()),
+            never_encode: None,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct ImportedRow {
     pub status: v1::RelationshipStatus,
     pub since_month: u32,
     pub case_manager: bool,
+    /// Never encoded, never published (the export's `never_encode` column).
+    pub never_encode: bool,
 }
 
 /// A problem with one row.
@@ -50,6 +52,8 @@ pub struct ImportReport {
     pub rows_imported: u64,
     pub rows_rejected: u64,
     pub rows_doubtful: u64,
+    /// Imported rows marked never to be encoded: kept on this node only.
+    pub never_encoded: u64,
     pub problems: Vec<RowProblem>,
     /// Count of problems by kind (`field: reason-kind`).
     pub counts: BTreeMap<String, u64>,
@@ -121,6 +125,7 @@ pub fn read_export<R: Read>(input: R, file: &str, cfg: &ImportConfig) -> Result<
     let c_alias = opt("surname_alias", &m.surname_alias);
     let c_unit = opt("unit", &m.unit);
     let c_cm = opt("case_manager", &m.case_manager);
+    let c_never = opt("never_encode", &m.never_encode);
     if !missing.is_empty() {
         return Err(FileError(format!(
             "{file}: the export lacks the columns the import mapping names: {}. Columns found: {}. Fix [import.columns] in the node configuration.",
@@ -235,6 +240,13 @@ pub fn read_export<R: Read>(input: R, file: &str, cfg: &ImportConfig) -> Result<
                 continue;
             }
         };
+        let never_encode = match parse_bool(getopt(c_never)) {
+            Some(b) => b,
+            None => {
+                reject(&mut report, "never_encode", format!("{:?} is not yes/no (S/N, si/no, 1/0)", getopt(c_never)), "bad value");
+                continue;
+            }
+        };
         let relationship_id = match getopt(c_rel) {
             "" => format!("{record_id}:{}", vocab::ServiceCategoryName::name(category)),
             r => r.to_string(),
@@ -250,7 +262,10 @@ pub fn read_export<R: Read>(input: R, file: &str, cfg: &ImportConfig) -> Result<
             report.rows_doubtful += 1;
         }
         report.rows_imported += 1;
-        rows.push(ImportedRow { line, record_id, relationship_id, identity, unit, category, status, since_month, case_manager });
+        if never_encode {
+            report.never_encoded += 1;
+        }
+        rows.push(ImportedRow { line, record_id, relationship_id, identity, unit, category, status, since_month, case_manager, never_encode });
     }
     Ok((rows, report))
 }

@@ -2,15 +2,18 @@
 //! with the federation's linkage secret, keeps everything in sled and publishes only encodings
 //! and closed-vocabulary relationship metadata to the coordinator.
 //!
-//! Pure core: [`normalise`], [`encode`], [`import`] (rows → values). Edges: [`store`] (sled),
+//! Pure core: [`normalise`], [`encode`], [`import`] (rows → values), [`consent`] (scopes and
+//! days), [`view`] (answers → printable values). Edges: [`store`] (sled),
 //! [`client`] (tonic), and the CLI in `main.rs`. Clear personal data never leaves this crate's
 //! process except on the operator's own terminal.
 
 pub mod client;
 pub mod config;
+pub mod consent;
 pub mod encode;
 pub mod import;
 pub mod node;
 pub mod normalise;
 pub mod secret;
 pub mod store;
+pub mod view;

@@ -7,10 +7,13 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ponte_node::client;
 use ponte_node::config::NodeConfig;
+use ponte_node::consent::{self, ConsentScope, iso_day, parse_iso_day};
 use ponte_node::node::Node;
 use ponte_node::secret::LinkageSecret;
+use ponte_node::store::LocalConsent;
+use ponte_node::view::{RelationshipView, SubjectReportView};
 use ponte_proto::schema::LinkageSchema;
-use ponte_proto::vocab;
+use ponte_proto::{v1, vocab};
 
 /// A Ponte node: imports the entity's CSV export, encodes identities with the federation's
 /// linkage secret, and publishes only encodings and closed-vocabulary relationship metadata to
@@ -43,15 +46,53 @@ enum Cmd {
     },
     /// Sends queued changes to the coordinator once, then exits.
     Publish,
-    /// Queues every relationship for publishing again (after a key epoch is added).
+    /// Queues every relationship for publishing again (after a key epoch is added); never-encode
+    /// relationships are skipped.
     Republish,
-    /// Erases a record: removes it here and its encodings and relationships at the coordinator.
+    /// Erases a record: removes it here and its encodings and relationships at the coordinator
+    /// (its consents are revoked there and removed here).
     Withdraw { record_id: String },
+    /// Records, revokes and lists the consents people give at this entity.
+    ///
+    /// Protected services (T3: SerD, salute mentale, consultorio, …) are shown to nobody without
+    /// the person's consent naming them, the recipients and the purpose. Consents are local data
+    /// of this entity; the coordinator receives them keyed by an opaque reference. Queued: works
+    /// with the coordinator down.
+    Consent {
+        #[command(subcommand)]
+        cmd: ConsentCmd,
+    },
+    /// Obscures a relationship at the person's request (oscuramento), or ends it with --undo.
+    ///
+    /// Once delivered, the coordinator shows the relationship to nobody, and no answer shows that
+    /// something was hidden. Queued: works with the coordinator down; `publish` or `serve`
+    /// delivers it.
+    Obscure {
+        /// The relationship id (see `ponte-node records show RECORD_ID`).
+        relationship_id: String,
+        /// End the obscuring instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Data-subject access report (GDPR art. 15) for the person of a local record.
+    ///
+    /// Lists the person's relationships as published in the federation and every question that
+    /// touched them: when (UTC), which entity, for which purpose, which operator role and id, and
+    /// whether it was refused or what it disclosed. The request itself is audited. Needs the
+    /// coordinator.
+    SubjectReport {
+        /// The local record id.
+        record_id: String,
+        /// Pseudonymous id of the privacy contact handling the request (reaches the audit log).
+        #[arg(long, default_value = "operatore-cli")]
+        operator: String,
+    },
     /// Asks the coordinator who else takes care of the person of a local record.
     WhoElse {
         /// The local record id (omit with --all).
         record_id: Option<String>,
         /// Anchor on this relationship id (default: the record's first active or pending one).
+        /// Never-encode relationships are never anchors.
         #[arg(long)]
         relationship: Option<String>,
         /// Purpose: continuita_assistenziale, convocazione_uvm, dimissione_protetta,
@@ -69,12 +110,18 @@ enum Cmd {
         /// on synthetic data; every question is audited).
         #[arg(long)]
         all: bool,
+        /// Break-glass reason, required with --purpose emergenza and refused otherwise:
+        /// pericolo_di_vita (immediate danger to life or safety) or incapacita_di_consentire (the
+        /// person cannot consent and vital interest is at stake). Protected services stay hidden
+        /// without consent; the privacy officer is notified.
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
     /// Keeps publishing queued changes every sync.interval_secs until stopped.
     Serve,
     /// Shows the last import report.
     Report,
-    /// Counts records, relationships and changes still queued for the coordinator.
+    /// Counts records, relationships, consents and changes still queued for the coordinator.
     Status,
     /// Linkage-secret commands.
     Secret {
@@ -85,6 +132,55 @@ enum Cmd {
     Schema {
         #[command(subcommand)]
         cmd: SchemaCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsentCmd {
+    /// Records a consent the person gives here; prints its id.
+    ///
+    /// The consent (given by the person, their legal representative, or a minor's parent) says
+    /// which service categories may be disclosed, to which kinds of entity, for which purposes,
+    /// between which days. It is queued for the coordinator, which applies it to the person
+    /// wherever they are followed. Prints the consent id on stdout (details on stderr; --json
+    /// prints the consent).
+    ///
+    /// Example: ponte-node consent give P1 --categories serd,salute_mentale --recipients asl,comune
+    /// --purposes continuita_assistenziale,convocazione_uvm --until 2027-10-31 --given-by interessato
+    Give {
+        /// The local record id of the person.
+        record_id: String,
+        /// Service categories that may be disclosed, comma-separated (e.g. serd,salute_mentale).
+        #[arg(long, value_delimiter = ',', required = true, value_name = "CATEGORY,...")]
+        categories: Vec<String>,
+        /// Kinds of entity that may receive them: asl, comune, ats, provider.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "ENTITY_TYPE,...")]
+        recipients: Vec<String>,
+        /// Purposes: continuita_assistenziale, convocazione_uvm, dimissione_protetta,
+        /// richiesta_interessato, emergenza.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "PURPOSE,...")]
+        purposes: Vec<String>,
+        /// First valid day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// Last valid day, YYYY-MM-DD, inclusive.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        until: String,
+        /// Who gives it: interessato (the person), rappresentante_legale (tutore, amministratore
+        /// di sostegno) or genitore (parent of a minor; cannot unlock what the policy excludes,
+        /// e.g. consultorio).
+        #[arg(long, value_name = "GIVER")]
+        given_by: String,
+    },
+    /// Revokes a consent: effective on the coordinator's next answer once delivered (queued).
+    Revoke {
+        /// The consent id (see `ponte-node consent list`).
+        consent_id: String,
+    },
+    /// Lists the consents recorded here (all, or one record's), with their scope and state.
+    List {
+        /// Only this record's consents.
+        record_id: Option<String>,
     },
 }
 
@@ -201,6 +297,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     report.rows_rejected,
                     node.store.outbox_len()
                 );
+                if report.never_encoded > 0 {
+                    println!("  {} row(s) marked never_encode: kept on this node only, never published", report.never_encoded);
+                }
                 for p in report.problems.iter().filter(|p| p.severity == "rejected").take(50) {
                     println!("  line {}: {} — {} (row rejected)", p.line, p.field, p.reason);
                 }
@@ -213,11 +312,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Status => {
             let node = load(&cli)?;
             let rels = node.store.relationships().count();
-            let s = serde_json::json!({"node_id": node.config.node_id, "records": node.store.record_count(), "relationships": rels, "queued": node.store.outbox_len()});
+            let s = serde_json::json!({"node_id": node.config.node_id, "records": node.store.record_count(), "relationships": rels, "consents": node.store.consent_count(), "queued": node.store.outbox_len()});
             if cli.json {
                 println!("{s}");
             } else {
-                println!("{} records, {} relationships, {} change(s) queued for the coordinator", s["records"], s["relationships"], s["queued"]);
+                println!(
+                    "{} records, {} relationships, {} consent(s), {} change(s) queued for the coordinator",
+                    s["records"], s["relationships"], s["consents"], s["queued"]
+                );
             }
         }
         Cmd::Report => {
@@ -234,6 +336,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         v["rows_doubtful"],
                         v["rows_rejected"]
                     );
+                    if v["never_encoded"].as_u64().unwrap_or(0) > 0 {
+                        println!("  {} row(s) marked never_encode: kept on this node only, never published", v["never_encoded"]);
+                    }
                     for p in v["problems"].as_array().into_iter().flatten() {
                         println!(
                             "  line {:>6}  {:<9} {:<15} {}",
@@ -267,12 +372,94 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let node = load(&cli)?;
             let r = node.store.get_record(record_id)?.with_context(|| format!("no record {record_id:?}"))?;
             let rels = node.store.relationships_of(record_id)?;
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"record": r.identity, "record_id": r.record_id, "relationships": rels}))?);
+            let today = consent::today();
+            let consents: Vec<serde_json::Value> = node.store.consents_of(record_id)?.iter().map(|c| consent_json(c, today)).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"record": r.identity, "record_id": r.record_id, "relationships": rels, "consents": consents}))?
+            );
         }
         Cmd::Withdraw { record_id } => {
             let node = load(&cli)?;
             let n = node.withdraw_record(record_id)?;
             println!("record {record_id} erased here; {n} withdrawal(s) queued for the coordinator (run `ponte-node publish`)");
+        }
+        Cmd::Consent { cmd: ConsentCmd::Give { record_id, categories, recipients, purposes, from, until, given_by } } => {
+            let node = load(&cli)?;
+            let scope = consent_scope(categories, recipients, purposes, from.as_deref(), until, given_by)?;
+            let today = consent::today();
+            if scope.valid_until < today {
+                anyhow::bail!("--until {}: that day is past, so the consent would never apply; check the date", iso_day(scope.valid_until));
+            }
+            let c = node.give_consent(record_id, scope)?;
+            if cli.json {
+                println!("{}", consent_json(&c, today));
+            } else {
+                println!("{}", c.consent_id);
+                eprintln!("consent recorded for record {record_id}: {}", consent_text(&c, today));
+                eprintln!("{QUEUED}");
+            }
+        }
+        Cmd::Consent { cmd: ConsentCmd::Revoke { consent_id } } => {
+            let node = load(&cli)?;
+            let before = node.store.get_consent(consent_id)?.and_then(|c| c.revoked_at);
+            let c = node.revoke_consent(consent_id)?;
+            if cli.json {
+                println!("{}", consent_json(&c, consent::today()));
+            } else if let Some(at) = before {
+                println!("consent {consent_id} was already revoked on {}; nothing queued", consent::utc_time(at));
+            } else {
+                println!("consent {consent_id} revoked; {QUEUED}");
+            }
+        }
+        Cmd::Consent { cmd: ConsentCmd::List { record_id } } => {
+            let node = load(&cli)?;
+            let consents: Vec<LocalConsent> = match record_id {
+                Some(id) => {
+                    if node.store.get_record(id)?.is_none() {
+                        anyhow::bail!("no record {id:?} on this node (see `ponte-node records list`)");
+                    }
+                    node.store.consents_of(id)?
+                }
+                None => node.store.consents().collect::<Result<_>>()?,
+            };
+            let today = consent::today();
+            for c in &consents {
+                if cli.json {
+                    println!("{}", consent_json(c, today));
+                } else {
+                    println!("{}\trecord {}\t{}", c.consent_id, c.record_id, consent_text(c, today));
+                }
+            }
+            if consents.is_empty() && !cli.json {
+                println!("no consents recorded on this node{}", record_id.as_ref().map(|r| format!(" for record {r}")).unwrap_or_default());
+            }
+        }
+        Cmd::Obscure { relationship_id, undo } => {
+            let node = load(&cli)?;
+            let queued = node.set_obscured(relationship_id, !undo)?;
+            let what = if *undo { "no longer obscured" } else { "obscured" };
+            if cli.json {
+                println!("{}", serde_json::json!({"relationship_id": relationship_id, "obscured": !undo, "queued": queued}));
+            } else if queued {
+                println!("relationship {relationship_id} {what}; {QUEUED}");
+            } else {
+                println!("relationship {relationship_id} {what} here; it is marked never_encode and never published, so nothing is queued");
+            }
+        }
+        Cmd::SubjectReport { record_id, operator } => {
+            let node = load(&cli)?;
+            vocab::check_operator_id(operator).map_err(|e| anyhow::anyhow!("--operator: {e}"))?;
+            // Check locally first, so that a wrong record id is explained without a connection.
+            node.require_published(record_id)?;
+            let mut c = client::connect(&node).await?;
+            let report = client::subject_report(&node, &mut c, record_id, operator).await?;
+            let view = SubjectReportView::new(record_id, &report);
+            if cli.json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                print!("{}", view.text());
+            }
         }
         Cmd::Publish => {
             let node = load(&cli)?;
@@ -289,13 +476,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             let pb = bar(queued as u64, "publishing");
-            let result = client::publish_outbox(&node, &mut c, |o| pb.set_position(o.items_sent + o.withdrawals_sent)).await;
+            let result = client::publish_outbox(&node, &mut c, |o| pb.set_position(o.handled())).await;
             pb.finish_and_clear();
             match result {
-                Ok(o) => println!(
-                    "published {} item(s) in {} batch(es), {} withdrawal(s); {} link(s) found by the coordinator",
-                    o.items_sent, o.batches, o.withdrawals_sent, o.links_found
-                ),
+                Ok(o) => {
+                    println!(
+                        "published {} item(s) in {} batch(es), {} withdrawal(s), {} consent(s), {} revocation(s), {} obscuring change(s); {} link(s) found by the coordinator",
+                        o.items_sent, o.batches, o.withdrawals_sent, o.consents_sent, o.revocations_sent, o.obscurings_sent, o.links_found
+                    );
+                    if o.dropped > 0 {
+                        println!("{} queued change(s) dropped: what they were about is gone here, or is never published", o.dropped);
+                    }
+                    if o.deferred > 0 {
+                        println!(
+                            "{} consent(s) stay queued: the coordinator does not know the person's references yet; run `ponte-node publish` again later",
+                            o.deferred
+                        );
+                    }
+                }
                 Err(e) => {
                     eprintln!("ponte-node: {e:#}\n{} change(s) stay queued", node.store.outbox_len());
                     return Ok(ExitCode::from(3));
@@ -306,16 +504,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let node = load(&cli)?;
             serve(&node).await?;
         }
-        Cmd::WhoElse { record_id, relationship, purpose, role, operator, all } => {
+        Cmd::WhoElse { record_id, relationship, purpose, role, operator, all, break_glass } => {
             let node = load(&cli)?;
-            let purpose = vocab::PurposeName::parse(purpose).map_err(anyhow::Error::msg)?;
-            let role = vocab::OperatorRoleName::parse(role).map_err(anyhow::Error::msg)?;
+            let purpose = vocab::PurposeName::parse(purpose).map_err(|e| anyhow::anyhow!("--purpose: {e}"))?;
+            let role = vocab::OperatorRoleName::parse(role).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
             vocab::check_operator_id(operator).map_err(|e| anyhow::anyhow!("--operator: {e}"))?;
+            let break_glass = match (purpose, break_glass) {
+                (v1::Purpose::Emergenza, Some(r)) => Some(vocab::BreakGlassReasonName::parse(r).map_err(|e| anyhow::anyhow!("--break-glass: {e}"))?),
+                (v1::Purpose::Emergenza, None) => anyhow::bail!(
+                    "--purpose emergenza is break-glass: give the reason with --break-glass pericolo_di_vita or --break-glass incapacita_di_consentire"
+                ),
+                (_, Some(_)) => anyhow::bail!("--break-glass is only for --purpose emergenza; drop it, or ask with --purpose emergenza"),
+                (_, None) => None,
+            };
             let anchors = if *all {
                 let mut v = Vec::new();
                 for r in node.store.relationships() {
                     let r = r?;
-                    if vocab::StatusName::from_wire(r.status).map(vocab::status_allows_anchor).unwrap_or(false) {
+                    if r.publishable() && vocab::StatusName::from_wire(r.status).map(vocab::status_allows_anchor).unwrap_or(false) {
                         v.push(r);
                     }
                 }
@@ -327,7 +533,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut c = client::connect(&node).await?;
             let mut refused = 0;
             for anchor in &anchors {
-                match client::who_else(&node, &mut c, anchor, purpose, role, operator).await {
+                match client::who_else(&node, &mut c, anchor, purpose, role, operator, break_glass).await {
                     Ok(answer) => print_answer(&cli, anchor, &answer)?,
                     Err(s) => {
                         refused += 1;
@@ -347,53 +553,102 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn month(m: u32) -> String {
-    format!("{:02}/{}", m % 100, m / 100)
+/// Printed after every change that waits in the outbox.
+const QUEUED: &str = "queued; run `ponte-node publish` or keep `serve` running";
+
+fn names<T: Copy>(values: &[String], parse: fn(&str) -> Result<T, String>, flag: &str) -> Result<Vec<T>> {
+    values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| parse(v).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+        .collect()
 }
 
-fn print_answer(cli: &Cli, anchor: &ponte_node::store::LocalRelationship, a: &ponte_proto::v1::WhoElseAnswer) -> Result<()> {
-    let rows: Vec<serde_json::Value> = a
-        .relationships
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "band": vocab::MatchBandName::from_wire(r.band).map(vocab::MatchBandName::name).unwrap_or_default(),
-                "entity_id": r.entity_id,
-                "entity_name": r.entity_name,
-                "entity_type": vocab::EntityType::from_wire(r.entity_type).map(vocab::EntityType::name).unwrap_or_default(),
-                "unit": r.unit,
-                "service": vocab::ServiceCategoryName::from_wire(r.category).map(vocab::ServiceCategoryName::name).unwrap_or_default(),
-                "status": vocab::StatusName::from_wire(r.status).map(vocab::StatusName::name).unwrap_or_default(),
-                "since": format!("{}-{:02}", r.since_month / 100, r.since_month % 100),
-                "case_manager": r.case_manager,
-            })
-        })
-        .collect();
+/// A consent scope from the command line; every error names the flag and the valid values.
+fn consent_scope(
+    categories: &[String],
+    recipients: &[String],
+    purposes: &[String],
+    from: Option<&str>,
+    until: &str,
+    given_by: &str,
+) -> Result<ConsentScope> {
+    Ok(ConsentScope {
+        categories: names(categories, vocab::ServiceCategoryName::parse, "--categories")?,
+        recipients: names(recipients, vocab::EntityType::parse, "--recipients")?,
+        purposes: names(purposes, vocab::PurposeName::parse, "--purposes")?,
+        valid_from: match from {
+            Some(d) => parse_iso_day(d).map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+            None => consent::today(),
+        },
+        valid_until: parse_iso_day(until).map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+        given_by: vocab::ConsentGiverName::parse(given_by).map_err(|e| anyhow::anyhow!("--given-by: {e}"))?,
+    })
+}
+
+fn wire_names<T>(values: &[i32], from_wire: fn(i32) -> Result<T, String>, name: fn(T) -> String) -> Vec<String> {
+    values.iter().map(|v| from_wire(*v).map(name).unwrap_or_else(|_| format!("#{v}"))).collect()
+}
+
+/// `valid`, `revoked`, `expired` or `not_yet_valid`, on `today`.
+fn consent_state(c: &LocalConsent, today: u32) -> &'static str {
+    if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.valid_until < today {
+        "expired"
+    } else if c.valid_from > today {
+        "not_yet_valid"
+    } else {
+        "valid"
+    }
+}
+
+fn consent_json(c: &LocalConsent, today: u32) -> serde_json::Value {
+    serde_json::json!({
+        "consent_id": c.consent_id,
+        "record_id": c.record_id,
+        "categories": wire_names(&c.categories, vocab::ServiceCategoryName::from_wire, vocab::ServiceCategoryName::name),
+        "recipients": wire_names(&c.recipients, vocab::EntityType::from_wire, vocab::EntityType::name),
+        "purposes": wire_names(&c.purposes, vocab::PurposeName::from_wire, vocab::PurposeName::name),
+        "valid_from": iso_day(c.valid_from),
+        "valid_until": iso_day(c.valid_until),
+        "given_by": vocab::ConsentGiverName::from_wire(c.given_by).map(vocab::ConsentGiverName::name).unwrap_or_default(),
+        "recorded_at": consent::utc_time(c.recorded_at),
+        "revoked_at": c.revoked_at.map(consent::utc_time),
+        "state": consent_state(c, today),
+    })
+}
+
+fn consent_text(c: &LocalConsent, today: u32) -> String {
+    let state = match c.revoked_at {
+        Some(at) => format!("revoked {}", consent::utc_time(at)),
+        None => consent_state(c, today).replace('_', " "),
+    };
+    format!(
+        "{} → {} for {}, {} to {}, given by {} [{state}]",
+        wire_names(&c.categories, vocab::ServiceCategoryName::from_wire, vocab::ServiceCategoryName::name).join(","),
+        wire_names(&c.recipients, vocab::EntityType::from_wire, vocab::EntityType::name).join(","),
+        wire_names(&c.purposes, vocab::PurposeName::from_wire, vocab::PurposeName::name).join(","),
+        iso_day(c.valid_from),
+        iso_day(c.valid_until),
+        vocab::ConsentGiverName::from_wire(c.given_by).map(vocab::ConsentGiverName::name).unwrap_or_default(),
+    )
+}
+
+fn print_answer(cli: &Cli, anchor: &ponte_node::store::LocalRelationship, a: &v1::WhoElseAnswer) -> Result<()> {
+    let rows: Vec<RelationshipView> = a.relationships.iter().map(RelationshipView::from).collect();
     let receipt = a.receipt.as_ref().map(|r| r.sequence).unwrap_or_default();
     if cli.json {
         println!("{}", serde_json::json!({"record_id": anchor.record_id, "relationship_id": anchor.relationship_id, "answer": rows, "receipt": receipt}));
         return Ok(());
     }
     println!("Chi altro segue la persona del record {} (audit n. {receipt}):", anchor.record_id);
-    if a.relationships.is_empty() {
+    if rows.is_empty() {
         println!("  nessun'altra presa in carico visibile");
     }
-    for r in &a.relationships {
-        let band = match vocab::MatchBandName::from_wire(r.band).map(vocab::MatchBandName::name).as_deref() {
-            Ok("certain") => "certa",
-            Ok("probable") => "probabile",
-            _ => "possibile corrispondenza — da verificare",
-        };
-        println!(
-            "  - {} ({}), unità {}: {} — {} dal {}{} [{band}]",
-            r.entity_name,
-            r.entity_id,
-            r.unit,
-            vocab::ServiceCategoryName::from_wire(r.category).map(vocab::ServiceCategoryName::name).unwrap_or_default(),
-            vocab::StatusName::from_wire(r.status).map(vocab::StatusName::name).unwrap_or_default(),
-            month(r.since_month),
-            if r.case_manager { ", case manager" } else { "" },
-        );
+    for r in &rows {
+        println!("  - {}", r.text());
     }
     println!("  {}", a.notice);
     Ok(())
@@ -408,8 +663,21 @@ async fn serve(node: &Node) -> Result<()> {
             match client::connect(node).await {
                 Ok(mut c) => match client::publish_outbox(node, &mut c, |_| {}).await {
                     Ok(o) => {
-                        tracing::info!(items = o.items_sent, withdrawals = o.withdrawals_sent, "published");
-                        backoff = interval;
+                        tracing::info!(
+                            items = o.items_sent,
+                            withdrawals = o.withdrawals_sent,
+                            consents = o.consents_sent,
+                            revocations = o.revocations_sent,
+                            obscurings = o.obscurings_sent,
+                            deferred = o.deferred,
+                            "published"
+                        );
+                        // Only consents waiting for their references: no need to ask every tick.
+                        backoff = if o.deferred > 0 && o.handled() == o.deferred {
+                            (backoff * 2).min(std::time::Duration::from_secs(60))
+                        } else {
+                            interval
+                        };
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, queued = node.store.outbox_len(), "publish failed; will retry");

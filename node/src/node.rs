@@ -1,5 +1,7 @@
-//! A node's local operations: import into the store, list, withdraw. Publishing and questions
-//! are in [`crate::client`].
+//! A node's local operations: import into the store, list, withdraw, consent, obscuring.
+//! Publishing and questions are in [`crate::client`]. Every operation that changes something
+//! flushes the store before it returns, and queues what the coordinator must learn, so that it
+//! works with the coordinator down.
 
 use std::path::Path;
 
@@ -9,10 +11,11 @@ use ponte_proto::v1;
 use ponte_proto::vocab;
 
 use crate::config::NodeConfig;
+use crate::consent::{ConsentScope, now_secs};
 use crate::encode::Encoder;
 use crate::import::{ImportReport, read_export};
 use crate::secret::LinkageSecret;
-use crate::store::{LocalRecord, LocalRelationship, NodeStore, OutboxOp};
+use crate::store::{LocalConsent, LocalRecord, LocalRelationship, NodeStore, OutboxOp};
 
 /// An open node: configuration, store, schema and (when needed) the encoder.
 pub struct Node {
@@ -52,12 +55,16 @@ impl Node {
         Ok(out)
     }
 
-    /// Queues every relationship for publishing again (after adding a key epoch).
+    /// Queues every publishable relationship for publishing again (after adding a key epoch).
+    /// Never-encode relationships are skipped.
     pub fn republish_all(&self) -> Result<usize> {
         let mut n = 0;
         for r in self.store.relationships() {
-            self.store.enqueue(&OutboxOp::Upsert { relationship_id: r?.relationship_id })?;
-            n += 1;
+            let r = r?;
+            if r.publishable() {
+                self.store.enqueue(&OutboxOp::Upsert { relationship_id: r.relationship_id })?;
+                n += 1;
+            }
         }
         self.store.flush()?;
         Ok(n)
@@ -83,10 +90,12 @@ impl Node {
             }
             let existing = self.store.get_relationship(&row.relationship_id)?;
             if let Some(e) = &existing
-                && e.record_id != row.record_id {
-                    // The entity moved a relationship to another person record: erase the old one.
-                    self.store.enqueue(&OutboxOp::Withdraw { reference: e.reference.clone() })?;
-                }
+                && e.record_id != row.record_id
+                && e.publishable()
+            {
+                // The entity moved a relationship to another person record: erase the old one.
+                self.store.enqueue(&OutboxOp::Withdraw { reference: e.reference.clone() })?;
+            }
             let rel = LocalRelationship {
                 relationship_id: row.relationship_id.clone(),
                 record_id: row.record_id.clone(),
@@ -101,18 +110,29 @@ impl Node {
                 case_manager: row.case_manager,
                 plan: v1::PlanType::PlanNone as i32,
                 contact: v1::ContactRole::SegreteriaUnita as i32,
+                // Obscuring is the person's request made here, not part of the export.
+                obscured: existing.as_ref().is_some_and(|e| e.obscured),
+                never_publish: row.never_encode,
             };
+            if let Some(e) = &existing
+                && e.record_id == row.record_id
+                && e.publishable()
+                && rel.never_publish
+            {
+                // Marked never-encode after it was published (or queued): erase it there.
+                self.store.enqueue(&OutboxOp::Withdraw { reference: e.reference.clone() })?;
+            }
             let rel_changed = existing.as_ref() != Some(&rel);
             if rel_changed {
                 self.store.put_relationship(&rel)?;
             }
-            if rel_changed || record_changed {
+            if (rel_changed || record_changed) && rel.publishable() {
                 self.store.enqueue(&OutboxOp::Upsert { relationship_id: rel.relationship_id.clone() })?;
             }
-            if record_changed && !rel_changed {
+            if record_changed {
                 // Other relationships of the same person carry the same encoding: republish them.
                 for other in self.store.relationships_of(&row.record_id)? {
-                    if other.relationship_id != rel.relationship_id {
+                    if other.relationship_id != rel.relationship_id && other.publishable() {
                         self.store.enqueue(&OutboxOp::Upsert { relationship_id: other.relationship_id })?;
                     }
                 }
@@ -124,37 +144,147 @@ impl Node {
         Ok(report)
     }
 
-    /// Erases a record here and queues the erasure of its references at the coordinator.
+    /// Erases a record here and queues the erasure of its published references and the revocation
+    /// of its consents at the coordinator. Returns the number of withdrawals queued.
     pub fn withdraw_record(&self, record_id: &str) -> Result<usize> {
         let rels = self.store.relationships_of(record_id)?;
         if rels.is_empty() && self.store.get_record(record_id)?.is_none() {
             anyhow::bail!("no record {record_id:?} on this node (see `ponte-node records list`)");
         }
+        for c in self.store.consents_of(record_id)? {
+            if c.revoked_at.is_none() {
+                self.store.enqueue(&OutboxOp::RevokeConsent { consent_id: c.consent_id.clone() })?;
+            }
+            self.store.remove_consent(&c.consent_id)?;
+        }
+        let mut n = 0;
         for r in &rels {
-            self.store.enqueue(&OutboxOp::Withdraw { reference: r.reference.clone() })?;
+            if r.publishable() {
+                self.store.enqueue(&OutboxOp::Withdraw { reference: r.reference.clone() })?;
+                n += 1;
+            }
             self.store.remove_relationship(&r.relationship_id)?;
         }
         self.store.remove_record(record_id)?;
         self.store.flush()?;
-        Ok(rels.len())
+        Ok(n)
     }
 
     /// The relationship a question about `record_id` is anchored on: the one named, or the
-    /// record's first active or pending relationship.
+    /// record's first active or pending published relationship (else its first published one).
+    /// Never-encode relationships are never anchors.
     pub fn anchor_for(&self, record_id: &str, relationship_id: Option<&str>) -> Result<LocalRelationship> {
         let rels = self.store.relationships_of(record_id)?;
         if rels.is_empty() {
             anyhow::bail!("no record {record_id:?} with relationships on this node (see `ponte-node records list`)");
         }
         if let Some(want) = relationship_id {
-            return rels
+            let r = rels
                 .into_iter()
                 .find(|r| r.relationship_id == want)
-                .with_context(|| format!("record {record_id:?} has no relationship {want:?}"));
+                .with_context(|| format!("record {record_id:?} has no relationship {want:?}"))?;
+            if !r.publishable() {
+                anyhow::bail!(
+                    "relationship {want:?} is marked never_encode: it is never published, so no question can be anchored on it; \
+                     anchor on another relationship of the record (--relationship)"
+                );
+            }
+            return Ok(r);
         }
-        let active = rels.iter().find(|r| {
-            vocab::StatusName::from_wire(r.status).map(vocab::status_allows_anchor).unwrap_or(false)
-        });
-        Ok(active.cloned().unwrap_or_else(|| rels[0].clone()))
+        let published: Vec<&LocalRelationship> = rels.iter().filter(|r| r.publishable()).collect();
+        let active = published
+            .iter()
+            .find(|r| vocab::StatusName::from_wire(r.status).map(vocab::status_allows_anchor).unwrap_or(false));
+        match active.or(published.first()) {
+            Some(r) => Ok((*r).clone()),
+            None => anyhow::bail!(
+                "record {record_id:?} has only never-encode relationships: nothing about this person is published, so no question can be asked"
+            ),
+        }
+    }
+
+    /// The record's first published relationship by relationship id: the one whose reference
+    /// keys the person's consents and data-subject requests at the coordinator.
+    pub fn published_relationship(&self, record_id: &str) -> Result<Option<LocalRelationship>> {
+        Ok(self.store.relationships_of(record_id)?.into_iter().find(LocalRelationship::publishable))
+    }
+
+    /// [`Node::published_relationship`], or an error that says why there is none.
+    pub fn require_published(&self, record_id: &str) -> Result<LocalRelationship> {
+        if let Some(r) = self.published_relationship(record_id)? {
+            return Ok(r);
+        }
+        if self.store.relationships_of(record_id)?.is_empty() {
+            anyhow::bail!("no record {record_id:?} with relationships on this node (see `ponte-node records list`)");
+        }
+        anyhow::bail!("record {record_id:?} has only never-encode relationships: nothing about this person is published")
+    }
+
+    /// Records the person's consent for `record_id` and queues it for the coordinator.
+    ///
+    /// Refused, with nothing stored, if the record is unknown, has no published relationship
+    /// (the coordinator could not key the consent), or the scope fails [`ConsentScope::check`].
+    pub fn give_consent(&self, record_id: &str, mut scope: ConsentScope) -> Result<LocalConsent> {
+        if self.store.get_record(record_id)?.is_none() {
+            anyhow::bail!("no record {record_id:?} on this node (see `ponte-node records list`)");
+        }
+        if self.published_relationship(record_id)?.is_none() {
+            anyhow::bail!(
+                "record {record_id:?} has no published relationship (only never-encode ones, or none): \
+                 the coordinator could not apply a consent to this person"
+            );
+        }
+        scope.check().map_err(anyhow::Error::msg)?;
+        let consent = LocalConsent {
+            consent_id: new_reference(),
+            record_id: record_id.to_string(),
+            categories: scope.categories.iter().map(|c| *c as i32).collect(),
+            recipients: scope.recipients.iter().map(|c| *c as i32).collect(),
+            purposes: scope.purposes.iter().map(|c| *c as i32).collect(),
+            valid_from: scope.valid_from,
+            valid_until: scope.valid_until,
+            given_by: scope.given_by as i32,
+            recorded_at: now_secs(),
+            revoked_at: None,
+        };
+        self.store.put_consent(&consent)?;
+        self.store.enqueue(&OutboxOp::Consent { consent_id: consent.consent_id.clone() })?;
+        self.store.flush()?;
+        Ok(consent)
+    }
+
+    /// Revokes a consent here and queues the revocation. Revoking an already revoked consent
+    /// changes nothing and queues nothing; the consent is returned as stored either way.
+    pub fn revoke_consent(&self, consent_id: &str) -> Result<LocalConsent> {
+        let mut c = self
+            .store
+            .get_consent(consent_id)?
+            .with_context(|| format!("no consent {consent_id:?} on this node (see `ponte-node consent list`)"))?;
+        if c.revoked_at.is_some() {
+            return Ok(c);
+        }
+        c.revoked_at = Some(now_secs());
+        self.store.put_consent(&c)?;
+        self.store.enqueue(&OutboxOp::RevokeConsent { consent_id: c.consent_id.clone() })?;
+        self.store.flush()?;
+        Ok(c)
+    }
+
+    /// Obscures a relationship (or ends its obscuring) and queues the change. Returns whether a
+    /// change was queued: a never-encode relationship is not published, so only the local flag
+    /// changes.
+    pub fn set_obscured(&self, relationship_id: &str, obscured: bool) -> Result<bool> {
+        let mut r = self
+            .store
+            .get_relationship(relationship_id)?
+            .with_context(|| format!("no relationship {relationship_id:?} on this node (see `ponte-node records show RECORD_ID`)"))?;
+        r.obscured = obscured;
+        self.store.put_relationship(&r)?;
+        let queued = r.publishable();
+        if queued {
+            self.store.enqueue(&OutboxOp::Obscure { relationship_id: r.relationship_id.clone() })?;
+        }
+        self.store.flush()?;
+        Ok(queued)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Trees: `records` (record id → identity, clear, never leaves the node, with its encoding),
 //! `relationships` (relationship id → relationship with its opaque reference), `outbox`
-//! (sequence → change still to publish), `reports` (time → import report) and `meta`.
+//! (sequence → change still to publish), `consents` (consent id → the person's consent as
+//! recorded here), `reports` (time → import report) and `meta`.
 //! Changes are flushed before a command reports success.
 
 use std::path::Path;
@@ -38,6 +39,48 @@ pub struct LocalRelationship {
     pub case_manager: bool,
     pub plan: i32,
     pub contact: i32,
+    /// Obscured (*oscuramento*) at the person's request: the coordinator shows it to nobody.
+    /// Set by `ponte-node obscure`, kept across imports.
+    #[serde(default)]
+    pub obscured: bool,
+    /// Never encoded (DOMAIN.md §3: SerD anonymity, *parto anonimo*): kept here, never published,
+    /// never an anchor. Set by the import's `never_encode` column.
+    #[serde(default)]
+    pub never_publish: bool,
+}
+
+impl LocalRelationship {
+    /// Whether this relationship may be published (and so be an anchor or carry a consent).
+    pub fn publishable(&self) -> bool {
+        !self.never_publish
+    }
+}
+
+/// A consent the person (or their representative) gave at this entity: which service categories
+/// may be disclosed to which kinds of entity for which purposes, between two days. Local data of
+/// this entity; the coordinator receives it keyed by one of the record's published references.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalConsent {
+    /// Random opaque id, `[a-z0-9-]`; carries nothing about the person.
+    pub consent_id: String,
+    pub record_id: String,
+    /// `v1::ServiceCategory` values.
+    pub categories: Vec<i32>,
+    /// `v1::EntityType` values: the kinds of entity that may receive them.
+    pub recipients: Vec<i32>,
+    /// `v1::Purpose` values.
+    pub purposes: Vec<i32>,
+    /// First valid day, `YYYYMMDD`, inclusive.
+    pub valid_from: u32,
+    /// Last valid day, `YYYYMMDD`, inclusive.
+    pub valid_until: u32,
+    /// `v1::ConsentGiver` value.
+    pub given_by: i32,
+    /// Seconds since the Unix epoch.
+    pub recorded_at: u64,
+    /// Seconds since the Unix epoch; revocation has immediate effect once delivered.
+    #[serde(default)]
+    pub revoked_at: Option<u64>,
 }
 
 /// A change waiting to be published.
@@ -47,6 +90,13 @@ pub enum OutboxOp {
     Upsert { relationship_id: String },
     /// Erase a reference at the coordinator.
     Withdraw { reference: String },
+    /// Record (or replace) a consent at the coordinator, keyed by one of its record's published
+    /// references.
+    Consent { consent_id: String },
+    /// Revoke a consent at the coordinator. Sent even if the consent is no longer stored here.
+    RevokeConsent { consent_id: String },
+    /// Send a relationship's current obscured flag.
+    Obscure { relationship_id: String },
 }
 
 pub struct NodeStore {
@@ -54,6 +104,7 @@ pub struct NodeStore {
     records: sled::Tree,
     relationships: sled::Tree,
     outbox: sled::Tree,
+    consents: sled::Tree,
     reports: sled::Tree,
 }
 
@@ -75,6 +126,7 @@ impl NodeStore {
             records: db.open_tree("records")?,
             relationships: db.open_tree("relationships")?,
             outbox: db.open_tree("outbox")?,
+            consents: db.open_tree("consents")?,
             reports: db.open_tree("reports")?,
             db,
         })
@@ -144,6 +196,48 @@ impl NodeStore {
         Ok(v)
     }
 
+    pub fn get_consent(&self, id: &str) -> Result<Option<LocalConsent>> {
+        Ok(match self.consents.get(id)? {
+            Some(v) => Some(serde_json::from_slice(&v)?),
+            None => None,
+        })
+    }
+
+    pub fn put_consent(&self, c: &LocalConsent) -> Result<()> {
+        self.consents.insert(c.consent_id.as_bytes(), serde_json::to_vec(c)?)?;
+        Ok(())
+    }
+
+    pub fn remove_consent(&self, id: &str) -> Result<()> {
+        self.consents.remove(id)?;
+        Ok(())
+    }
+
+    /// Every consent, in consent-id order.
+    pub fn consents(&self) -> impl Iterator<Item = Result<LocalConsent>> + '_ {
+        self.consents.iter().map(|kv| {
+            let (_, v) = kv?;
+            Ok(serde_json::from_slice(&v)?)
+        })
+    }
+
+    /// Consents of one record, oldest first.
+    pub fn consents_of(&self, record_id: &str) -> Result<Vec<LocalConsent>> {
+        let mut v = Vec::new();
+        for c in self.consents() {
+            let c = c?;
+            if c.record_id == record_id {
+                v.push(c);
+            }
+        }
+        v.sort_by(|a, b| (a.recorded_at, &a.consent_id).cmp(&(b.recorded_at, &b.consent_id)));
+        Ok(v)
+    }
+
+    pub fn consent_count(&self) -> usize {
+        self.consents.len()
+    }
+
     /// Queues a change; returns its sequence number.
     pub fn enqueue(&self, op: &OutboxOp) -> Result<u64> {
         let seq = self.db.generate_id()?;
@@ -164,6 +258,19 @@ impl NodeStore {
 
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// Moves a queued change to the end of the queue (it could not be delivered yet and must not
+    /// hold up the changes behind it), durably. Returns its new sequence number.
+    pub fn requeue(&self, seq: u64) -> Result<Option<u64>> {
+        let Some(val) = self.outbox.get(seq.to_be_bytes())? else { return Ok(None) };
+        let new_seq = self.db.generate_id()?;
+        let mut b = sled::Batch::default();
+        b.remove(&seq.to_be_bytes());
+        b.insert(&new_seq.to_be_bytes(), val);
+        self.outbox.apply_batch(b)?;
+        self.flush()?;
+        Ok(Some(new_seq))
     }
 
     /// Removes acknowledged changes and makes that durable.
@@ -189,5 +296,49 @@ impl NodeStore {
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relationships_stored_before_obscuring_existed_still_read() {
+        let old = r#"{"relationship_id":"R1","record_id":"P1","reference":"ab12","unit":"u","category":20,"status":3,"since_month":202403,"case_manager":true,"plan":1,"contact":2}"#;
+        let r: LocalRelationship = serde_json::from_str(old).unwrap();
+        assert!(!r.obscured && !r.never_publish && r.publishable());
+    }
+
+    #[test]
+    fn consents_and_requeued_changes_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = LocalConsent {
+            consent_id: "c1".into(),
+            record_id: "P1".into(),
+            categories: vec![40],
+            recipients: vec![2],
+            purposes: vec![1],
+            valid_from: 20260101,
+            valid_until: 20271231,
+            given_by: 1,
+            recorded_at: 5,
+            revoked_at: None,
+        };
+        {
+            let s = NodeStore::open(dir.path()).unwrap();
+            s.put_consent(&c).unwrap();
+            let first = s.enqueue(&OutboxOp::Consent { consent_id: "c1".into() }).unwrap();
+            s.enqueue(&OutboxOp::Upsert { relationship_id: "R1".into() }).unwrap();
+            let moved = s.requeue(first).unwrap().unwrap();
+            assert!(moved > first);
+            assert_eq!(s.requeue(first).unwrap(), None, "a change no longer queued is not requeued");
+            s.flush().unwrap();
+        }
+        let s = NodeStore::open(dir.path()).unwrap();
+        assert_eq!(s.consents_of("P1").unwrap(), vec![c]);
+        assert!(s.consents_of("P2").unwrap().is_empty());
+        let ops: Vec<OutboxOp> = s.outbox_head(10).unwrap().into_iter().map(|(_, op)| op).collect();
+        assert_eq!(ops, vec![OutboxOp::Upsert { relationship_id: "R1".into() }, OutboxOp::Consent { consent_id: "c1".into() }]);
     }
 }

@@ -190,6 +190,7 @@ async fn mtls_refuses_strangers_and_impersonation_on_every_service() {
             purpose: v1::Purpose::ContinuitaAssistenziale as i32,
             operator_role: v1::OperatorRole::OperatorePua as i32,
             operator_id: "op-1".into(),
+            break_glass_reason: 0,
         })
         .await
         .unwrap_err();
@@ -268,6 +269,7 @@ fn who_else_follows_the_person_hides_t3_and_refuses_foreign_anchors_with_audit()
                 purpose: v1::Purpose::ContinuitaAssistenziale as i32,
                 operator_role: v1::OperatorRole::AssistenteSociale as i32,
                 operator_id: "op-7".into(),
+                break_glass_reason: 0,
             })
             .await
             .unwrap_err()

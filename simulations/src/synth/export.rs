@@ -76,6 +76,7 @@ pub fn import_config(format: &ExportFormat) -> ImportConfig {
             since: req(Field::Since),
             unit: h(Field::Unit),
             case_manager: h(Field::CaseManager),
+            never_encode: None,
         },
         services: reverse(&format.services),
         statuses: reverse(&format.statuses),

@@ -1,0 +1,191 @@
+//! Consent scopes and the calendar days they are bounded by. Pure: no clock except [`today`],
+//! no storage.
+//!
+//! A consent scope is service categories × recipient entity types × purposes × validity
+//! (DOMAIN.md §7). [`ConsentScope::check`] enforces what a scope must be before it is stored or
+//! sent: every list non-empty, deduplicated, at most [`MAX_CONSENT_SCOPE`] values, real days in
+//! order. Days travel as `YYYYMMDD` numbers; people type and read them as ISO `YYYY-MM-DD`.
+
+use ponte_proto::limits::MAX_CONSENT_SCOPE;
+use ponte_proto::v1::{ConsentGiver, EntityType, Purpose, ServiceCategory};
+use ponte_proto::vocab;
+
+/// What a person consents to, as given at this entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentScope {
+    pub categories: Vec<ServiceCategory>,
+    pub recipients: Vec<EntityType>,
+    pub purposes: Vec<Purpose>,
+    /// `YYYYMMDD`, inclusive.
+    pub valid_from: u32,
+    /// `YYYYMMDD`, inclusive.
+    pub valid_until: u32,
+    pub given_by: ConsentGiver,
+}
+
+fn check_list<T: PartialEq + Copy>(v: &mut Vec<T>, what: &str) -> Result<(), String> {
+    if v.len() > MAX_CONSENT_SCOPE {
+        return Err(format!("the consent names {} {what}; at most {MAX_CONSENT_SCOPE} are allowed", v.len()));
+    }
+    let mut seen: Vec<T> = Vec::with_capacity(v.len());
+    for x in v.iter() {
+        if !seen.contains(x) {
+            seen.push(*x);
+        }
+    }
+    *v = seen;
+    if v.is_empty() {
+        return Err(format!("the consent names no {what}; name at least one"));
+    }
+    Ok(())
+}
+
+impl ConsentScope {
+    /// Checks the scope and removes repeated values (keeping the first occurrence's order). Each
+    /// list is bounded as given, before repeats are removed.
+    /// The error names what is wrong and how to fix it.
+    pub fn check(&mut self) -> Result<(), String> {
+        check_list(&mut self.categories, "service categories")?;
+        check_list(&mut self.recipients, "recipient entity types")?;
+        check_list(&mut self.purposes, "purposes")?;
+        for (d, what) in [(self.valid_from, "first valid day"), (self.valid_until, "last valid day")] {
+            vocab::check_day(d).map_err(|e| format!("the {what}: {e}"))?;
+        }
+        if self.valid_from > self.valid_until {
+            return Err(format!(
+                "the consent would end ({}) before it starts ({}); check --from and --until",
+                iso_day(self.valid_until),
+                iso_day(self.valid_from)
+            ));
+        }
+        if self.given_by == ConsentGiver::Unspecified {
+            return Err("say who gave the consent (interessato, rappresentante_legale or genitore)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses an ISO day `YYYY-MM-DD` into `YYYYMMDD`.
+pub fn parse_iso_day(s: &str) -> Result<u32, String> {
+    let bad = || format!("{s:?} is not a day in the form YYYY-MM-DD (e.g. 2027-10-31)");
+    let t = s.trim();
+    let parts: Vec<&str> = t.split('-').collect();
+    let [y, m, d] = parts.as_slice() else { return Err(bad()) };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 || !t.chars().all(|c| c.is_ascii_digit() || c == '-') {
+        return Err(bad());
+    }
+    let (y, m, d): (u32, u32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    let day = y * 10_000 + m * 100 + d;
+    vocab::check_day(day).map_err(|_| format!("{s:?} is not a day of the calendar (YYYY-MM-DD)"))?;
+    Ok(day)
+}
+
+/// `YYYYMMDD` as `YYYY-MM-DD`.
+pub fn iso_day(d: u32) -> String {
+    format!("{:04}-{:02}-{:02}", d / 10_000, d / 100 % 100, d % 100)
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The (UTC) day of a Unix time, as `YYYYMMDD`.
+pub fn day_of(secs: u64) -> u32 {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    (y as u32) * 10_000 + m * 100 + d
+}
+
+/// Today (UTC) as `YYYYMMDD`.
+pub fn today() -> u32 {
+    day_of(now_secs())
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_time(secs: u64) -> String {
+    let s = secs % 86_400;
+    format!("{} {:02}:{:02} UTC", iso_day(day_of(secs)), s / 3600, s / 60 % 60)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> ConsentScope {
+        ConsentScope {
+            categories: vec![ServiceCategory::Serd, ServiceCategory::SaluteMentale, ServiceCategory::Serd],
+            recipients: vec![EntityType::Asl, EntityType::Comune],
+            purposes: vec![Purpose::ContinuitaAssistenziale],
+            valid_from: 20261101,
+            valid_until: 20271031,
+            given_by: ConsentGiver::Interessato,
+        }
+    }
+
+    #[test]
+    fn iso_days_parse_and_print() {
+        assert_eq!(parse_iso_day("2027-10-31").unwrap(), 20271031);
+        assert_eq!(parse_iso_day(" 2024-02-29 ").unwrap(), 20240229);
+        assert_eq!(iso_day(20270101), "2027-01-01");
+        for bad in ["2023-02-29", "2027-13-01", "2027-1-01", "31/10/2027", "20271031", "2027-10-3x", "", "+027-10-31"] {
+            let e = parse_iso_day(bad).unwrap_err();
+            assert!(e.contains("YYYY-MM-DD"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn unix_times_become_utc_days() {
+        assert_eq!(day_of(0), 19700101);
+        assert_eq!(day_of(951_782_400), 20000229); // 2000-02-29 00:00 UTC
+        assert_eq!(day_of(1_798_761_599), 20261231); // 2026-12-31 23:59:59 UTC
+        assert_eq!(utc_time(1_798_761_599), "2026-12-31 23:59 UTC");
+        assert!(vocab::check_day(today()).is_ok());
+    }
+
+    #[test]
+    fn scopes_are_checked_and_deduplicated() {
+        let mut s = scope();
+        s.check().unwrap();
+        assert_eq!(s.categories, vec![ServiceCategory::Serd, ServiceCategory::SaluteMentale]);
+
+        let mut s = scope();
+        s.purposes.clear();
+        assert!(s.check().unwrap_err().contains("no purposes"));
+
+        let mut s = scope();
+        (s.valid_from, s.valid_until) = (20271031, 20261101);
+        assert!(s.check().unwrap_err().contains("before it starts"));
+
+        let mut s = scope();
+        s.valid_until = 20270230;
+        assert!(s.check().unwrap_err().contains("last valid day"));
+
+        let mut s = scope();
+        s.given_by = ConsentGiver::Unspecified;
+        assert!(s.check().is_err());
+    }
+
+    #[test]
+    fn scopes_are_bounded() {
+        let mut s = scope();
+        s.categories = vocab::ServiceCategoryName::ALL.to_vec();
+        s.check().unwrap();
+        let mut s = scope();
+        s.purposes = vec![Purpose::Emergenza; MAX_CONSENT_SCOPE + 1];
+        assert!(s.check().unwrap_err().contains("at most"));
+    }
+}
