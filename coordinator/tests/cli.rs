@@ -26,14 +26,17 @@ fn help_and_config_errors() {
 }
 
 #[test]
-fn audit_verify_on_an_empty_store() {
+fn audit_verify_refuses_a_folder_without_a_store() {
+    // A mistyped --data-dir must not read as an intact, empty audit log.
     let dir = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_ponte-coordinator"))
         .args(["audit", "verify", "--data-dir", &dir.path().to_string_lossy()])
         .output()
         .unwrap();
-    assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("intact: 0 entries"));
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("holds no coordinator store") && e.contains("--data-dir"), "{e}");
+    assert!(!dir.path().join("sled").exists(), "verify must not create a store");
 }
 
 fn write_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {

@@ -30,8 +30,15 @@ pub struct Federation {
     pub coordinator: Option<CoordinatorProcess>,
 }
 
-/// Node ids used by the tests.
-pub const NODES: [(&str, &str, &str); 4] = ponte_sim::demo::DEMO_NODES;
+/// Node ids used by the tests: the demo's four, and a second ASL and a provider.
+pub const NODES: [(&str, &str, &str); 6] = [
+    ponte_sim::demo::DEMO_NODES[0],
+    ponte_sim::demo::DEMO_NODES[1],
+    ponte_sim::demo::DEMO_NODES[2],
+    ponte_sim::demo::DEMO_NODES[3],
+    ("asl-brindisi", "asl", "ASL Brindisi"),
+    ("rsa-sole", "provider", "RSA Il Sole"),
+];
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
