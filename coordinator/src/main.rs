@@ -152,7 +152,8 @@ enum PolicyCmd {
     },
     /// Explains, rule by rule, why a relationship was or was not disclosed for a question
     /// (privacy officers only; the explanation is audited). Name a past question with
-    /// --receipt, or describe one with --asker, --anchor, --purpose and --role.
+    /// --receipt, or describe one with --anchor (the asking node and its reference), --purpose
+    /// and --role.
     Explain {
         #[arg(long, default_value = "officer.toml")]
         officer: PathBuf,

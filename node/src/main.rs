@@ -639,11 +639,16 @@ fn consent_text(c: &LocalConsent, today: u32) -> String {
 fn print_answer(cli: &Cli, anchor: &ponte_node::store::LocalRelationship, a: &v1::WhoElseAnswer) -> Result<()> {
     let rows: Vec<RelationshipView> = a.relationships.iter().map(RelationshipView::from).collect();
     let receipt = a.receipt.as_ref().map(|r| r.sequence).unwrap_or_default();
+    // SEQUENCE:HASH, as `ponte-coordinator audit verify --receipt` takes it.
+    let full_receipt = a.receipt.as_ref().map(|r| format!("{}:{}", r.sequence, r.entry_hash)).unwrap_or_default();
     if cli.json {
-        println!("{}", serde_json::json!({"record_id": anchor.record_id, "relationship_id": anchor.relationship_id, "answer": rows, "receipt": receipt}));
+        println!(
+            "{}",
+            serde_json::json!({"record_id": anchor.record_id, "relationship_id": anchor.relationship_id, "answer": rows, "receipt": receipt, "receipt_full": full_receipt})
+        );
         return Ok(());
     }
-    println!("Chi altro segue la persona del record {} (audit n. {receipt}):", anchor.record_id);
+    println!("Chi altro segue la persona del record {} (ricevuta di audit {full_receipt}):", anchor.record_id);
     if rows.is_empty() {
         println!("  nessun'altra presa in carico visibile");
     }

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use ponte_certs_dev::Holder;
 use ponte_node::secret::LinkageSecret;
+use ponte_coordinator::policy::{self, Policy};
 use ponte_proto::vocab;
 use serde::Deserialize;
 
@@ -249,8 +250,39 @@ struct AnswerRow {
     band: String,
     entity_id: String,
     service: String,
+    #[serde(default)]
+    category_group: String,
+    #[serde(default)]
+    generalised: bool,
     status: String,
     since: String,
+}
+
+impl AnswerRow {
+    /// The service as the truth comparison names it: the category, or `~group` when shown
+    /// generalised.
+    fn service_key(&self) -> String {
+        if self.generalised { format!("~{}", self.category_group) } else { self.service.clone() }
+    }
+}
+
+/// What the default policy lets a requester of `asker` type see of a relationship in the truth:
+/// None when it is hidden (T3 without consent; closed beyond retention), else its service as
+/// [`AnswerRow::service_key`] names it (generalised for social requesters of T2 categories).
+fn expected_service(policy: &Policy, today: u32, asker: ponte_proto::v1::EntityType, t: &TruthRow) -> Option<String> {
+    let category = vocab::ServiceCategoryName::parse(&t.service).ok()?;
+    let tier = vocab::default_tier(category);
+    if tier == ponte_proto::v1::SensitivityTier::T3 {
+        return None;
+    }
+    let month: u32 = t.since_month.replace('-', "").parse().ok()?;
+    if t.status == "conclusa" && policy.retention_expired(month, today) {
+        return None;
+    }
+    if tier == ponte_proto::v1::SensitivityTier::T2 && policy::sector(policy, asker) == policy::Sector::Social {
+        return Some(format!("~{}", vocab::CategoryGroupName::name(vocab::category_group(category))));
+    }
+    Some(t.service.clone())
 }
 
 type RelKey = (String, String, String, String);
@@ -413,7 +445,10 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         }
     }
 
-    // 7. Every node asks about every person it has in care; answers are compared with the truth.
+    // 7. Every node asks about every person it has in care; answers are compared with the truth,
+    // as the default policy discloses it.
+    let policy = Policy::default_policy();
+    let today = ponte_coordinator::service::today();
     let pb = spinner("asking who-else for every open relationship and comparing with the truth", !opts.verbose);
     let mut persons_linked = std::collections::HashSet::new();
     for (node_id, cfg) in &configs {
@@ -427,23 +462,26 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
             let Some(anchor) = by_rel.get(&(node_id.clone(), a.relationship_id.clone())) else {
                 bail!("the answer names relationship {} that the truth does not know", a.relationship_id);
             };
+            let asker = entity_of(node_id);
             let mut expected: BTreeMap<RelKey, i64> = BTreeMap::new();
             for t in &by_person[&anchor.person_id] {
-                if (t.node_id == anchor.node_id && t.relationship_id == anchor.relationship_id) || is_t3(&t.service) {
+                if t.node_id == anchor.node_id && t.relationship_id == anchor.relationship_id {
                     continue;
                 }
-                *expected.entry((t.node_id.clone(), t.service.clone(), t.status.clone(), t.since_month.clone())).or_insert(0) += 1;
+                if let Some(service) = expected_service(&policy, today, asker, t) {
+                    *expected.entry((t.node_id.clone(), service, t.status.clone(), t.since_month.clone())).or_insert(0) += 1;
+                }
             }
             let mut shown: BTreeMap<RelKey, i64> = BTreeMap::new();
             let mut strong: BTreeMap<RelKey, i64> = BTreeMap::new();
             let mut possible: BTreeMap<RelKey, i64> = BTreeMap::new();
             for r in &a.answer {
-                let k = (r.entity_id.clone(), r.service.clone(), r.status.clone(), r.since.clone());
-                *(if r.band == "possible" { &mut possible } else { &mut strong }).entry(k).or_insert(0) += 1;
-                if is_t3(&r.service) {
+                let k = (r.entity_id.clone(), r.service_key(), r.status.clone(), r.since.clone());
+                *(if r.band == "possible" { &mut possible } else { &mut strong }).entry(k.clone()).or_insert(0) += 1;
+                if is_t3(&r.service) || r.category_group == "servizio_specialistico" {
                     summary.t3_shown += 1;
                 }
-                *shown.entry((r.entity_id.clone(), r.service.clone(), r.status.clone(), r.since.clone())).or_insert(0) += 1;
+                *shown.entry(k).or_insert(0) += 1;
                 if &r.entity_id != node_id {
                     persons_linked.insert(anchor.person_id);
                 }
@@ -466,7 +504,11 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     summary.persons_shared = by_person
         .values()
         .filter(|rows| {
-            let mut nodes: Vec<&str> = rows.iter().filter(|r| !is_t3(&r.service)).map(|r| r.node_id.as_str()).collect();
+            let mut nodes: Vec<&str> = rows
+                .iter()
+                .filter(|r| expected_service(&policy, today, ponte_proto::v1::EntityType::Asl, r).is_some())
+                .map(|r| r.node_id.as_str())
+                .collect();
             nodes.sort();
             nodes.dedup();
             nodes.len() >= 2
@@ -479,6 +521,15 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     summary.recall_strong = ratio(summary.strong_correct, summary.relationships_expected);
     drop(coordinator);
     Ok(summary)
+}
+
+/// The entity type of a demo node.
+fn entity_of(node_id: &str) -> ponte_proto::v1::EntityType {
+    DEMO_NODES
+        .iter()
+        .find(|(id, _, _)| *id == node_id)
+        .and_then(|(_, et, _)| vocab::EntityType::parse(et).ok())
+        .unwrap_or(ponte_proto::v1::EntityType::Comune)
 }
 
 fn ratio(a: u64, b: u64) -> f64 {

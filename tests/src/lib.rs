@@ -118,6 +118,15 @@ impl Federation {
         demo::write_officer_config(&self.dir.path().join("officer"), &self.certs, &self.addr, "dpo-federazione").unwrap()
     }
 
+    /// Makes the coordinator start with this policy (takes effect at the first start only: from
+    /// then on the policy in force is kept in the store).
+    pub fn set_coordinator_policy(&self, policy_toml: &str) {
+        let path = self.coordinator_dir.join("policy.toml");
+        std::fs::write(&path, policy_toml).unwrap();
+        let text = std::fs::read_to_string(&self.coordinator_config).unwrap();
+        std::fs::write(&self.coordinator_config, format!("policy_file = \"{}\"\n{text}", path.display())).unwrap();
+    }
+
     pub fn coordinator_data(&self) -> PathBuf {
         self.coordinator_dir.join("data")
     }
@@ -179,6 +188,7 @@ pub fn all_answers(config: &Path) -> Vec<String> {
         .map(|l| {
             let mut j: serde_json::Value = serde_json::from_str(l).unwrap();
             j.as_object_mut().unwrap().remove("receipt");
+            j.as_object_mut().unwrap().remove("receipt_full");
             j.to_string()
         })
         .collect();

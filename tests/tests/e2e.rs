@@ -240,7 +240,9 @@ fn who_else_follows_the_person_hides_t3_and_refuses_foreign_anchors_with_audit()
     let a: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
     assert_eq!(a["answer"].as_array().unwrap().len(), 1, "{a}");
     assert_eq!(a["answer"][0]["entity_id"], "asl-lecce");
-    assert_eq!(a["answer"][0]["service"], "cure_domiciliari");
+    // A social requester sees a health category generalised (default policy).
+    assert_eq!(a["answer"][0]["category_group"], "assistenza_domiciliare", "{a}");
+    assert_eq!(a["answer"][0]["generalised"], true, "{a}");
     assert_eq!(a["answer"][0]["band"], "certain");
     // About Greco, whose only other relationship is at the CSM (T3): an empty answer, with the
     // same shape and notice as any other.
@@ -370,7 +372,9 @@ fn queued_changes_survive_a_down_coordinator_and_a_sigkill_mid_publish() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(status(&cfg)["queued"].as_u64().unwrap(), total);
 
-    // Coordinator up; SIGKILL it while the node is publishing.
+    // Coordinator up; SIGKILL it while the node is publishing. (Its retention is long enough
+    // that no closed relationship of the export expires: this test counts every item.)
+    fed.set_coordinator_policy(&ponte_coordinator::policy::DEFAULT_POLICY_TOML.replace("closed_months = 12", "closed_months = 600"));
     fed.start_coordinator();
     let mut publisher = std::process::Command::new(bin_dir().join("ponte-node"))
         .arg("--config")

@@ -661,3 +661,80 @@ fn every_domain_rule_permits_and_denies_end_to_end() {
 }
 
 
+
+/// The same question about two persons in the same situation, except that one of them also has
+/// relationships nobody may see: a T3 without consent, an obscured one, one closed beyond
+/// retention, a T3 whose consent was revoked. The answers are identical apart from the audit
+/// receipt — encoded byte for byte.
+#[test]
+fn answers_are_identical_with_or_without_what_was_withheld() {
+    let w = World::new();
+    let setup = |n: u32, hidden: bool| {
+        let p = person(n);
+        w.publish(C, &format!("c{n}"), &p, rel(Cat::ServizioSocialeProfessionale));
+        w.publish(A, &format!("a{n}"), &p, rel(Cat::CureDomiciliari));
+        w.publish(P, &format!("p{n}"), &p, Rel { contact: v1::ContactRole::CaseManagerUnita, ..rel(Cat::CentroDiurno) });
+        if hidden {
+            w.publish(A, &format!("s{n}"), &p, rel(Cat::Serd));
+            w.publish(B, &format!("o{n}"), &p, Rel { since_month: 202402, ..rel(Cat::CurePalliative) });
+            w.obscure(B, &format!("o{n}"), true);
+            w.publish(G, &format!("x{n}"), &p, Rel { status: v1::RelationshipStatus::Conclusa, since_month: w.months_ago(13), ..rel(Cat::ContributoEconomico) });
+            w.publish(A, &format!("h{n}"), &p, Rel { since_month: 202403, ..rel(Cat::Hiv) });
+            w.consent(C, &format!("k{n}"), &format!("c{n}"), &[Cat::Hiv], &[v1::EntityType::Comune], &[Pur::ContinuitaAssistenziale], 20200101, 20991231, v1::ConsentGiver::Interessato);
+            w.revoke(C, &format!("k{n}"));
+        }
+    };
+    setup(1, false);
+    setup(2, true);
+    let strip = |r: Result<v1::WhoElseAnswer, tonic::Status>| {
+        let mut a = r.unwrap();
+        assert!(a.receipt.take().is_some(), "every answer carries a receipt");
+        prost::Message::encode_to_vec(&a)
+    };
+    let plain = strip(w.ask(C, "c1"));
+    let withheld = strip(w.ask(C, "c2"));
+    assert_eq!(plain, withheld, "the answer shows that something was withheld");
+    // Not trivially equal: both show the ASL's and the provider's relationships.
+    let a: v1::WhoElseAnswer = prost::Message::decode(plain.as_slice()).unwrap();
+    assert_eq!(a.relationships.len(), 2, "{a:?}");
+    assert_eq!(a.notice, ponte_proto::ANSWER_NOTICE);
+    // The same for a health requester (who sees the T2 categories in full).
+    w.publish(B, "b1", &person(1), rel(Cat::DimissioniProtette));
+    w.publish(B, "b2", &person(2), rel(Cat::DimissioniProtette));
+    let ask = |anchor: &str| strip(w.ask_as(B, anchor, Pur::ContinuitaAssistenziale, Role::Mmg, 0));
+    assert_eq!(ask("b1"), ask("b2"));
+}
+
+/// Only a privacy officer may load a policy; a policy with errors is refused with line and
+/// column and changes nothing; a loaded one is audited with what it changed.
+#[test]
+fn policy_reload_is_for_officers_checked_and_audited() {
+    let w = World::new();
+    let (cert, key) = w.fed.cert(C);
+    let ch = w.rt.block_on(w.fed.channel(Some((&cert, &key)), &w.fed.certs.join("ca.pem"))).unwrap();
+    let err = w.rt.block_on(GovernanceClient::new(ch).reload_policy(v1::PolicyDocument { toml: DEFAULT_POLICY.into() })).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(err.message().contains("privacy officers"), "{}", err.message());
+
+    let broken = edited_policy(&[("honour = true", "honour = false"), ("operatore_pua = [", "operatore_puaa = [")]);
+    let err = w.load_policy(&broken).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("operatore_puaa") && err.message().contains("honour"), "{}", err.message());
+    let line = broken.lines().position(|l| l.starts_with("operatore_puaa")).unwrap() + 1;
+    assert!(err.message().contains(&format!("{line}:1:")), "no line:column for the unknown role: {}", err.message());
+    let mut o = w.officer();
+    let current = w.rt.block_on(o.current_policy(v1::CurrentPolicyRequest {})).unwrap().into_inner();
+    assert_eq!(current.version, "default-2026.1", "a refused policy must change nothing");
+
+    let weaker = edited_policy(&[("required_for = [\"t3\"]", "required_for = []")]);
+    let status = w.load_policy(&weaker).unwrap();
+    assert_eq!(status.version, "test-edit");
+    assert!(status.warnings.iter().any(|x| x.contains("t3")), "{:?}", status.warnings);
+    let log = w.audit("");
+    let loaded = log.iter().rev().find_map(|e| e["record"]["event"].get("policy_loaded")).unwrap();
+    assert_eq!(loaded["version"], "test-edit");
+    assert_eq!(loaded["previous"], "default-2026.1");
+    assert!(loaded["changes"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().contains("consent.required_for")), "{loaded}");
+    // The first policy, loaded at start, is in the chain too.
+    assert!(log.iter().any(|e| e["record"]["actor"] == "coordinator" && e["record"]["event"].get("policy_loaded").is_some()));
+}
