@@ -1284,7 +1284,11 @@ pub async fn serve(
                 Err(e) => tracing::error!(error = %e, "retention sweep stopped unexpectedly"),
                 Ok(Ok(_)) => {}
             }
-            tokio::time::sleep(std::time::Duration::from_secs(sweeper.retention_interval())).await;
+            // Ticks of a second, so that a new interval loaded with a policy applies at once.
+            let slept = std::time::Instant::now();
+            while slept.elapsed().as_secs() < sweeper.retention_interval() {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
     });
     let governance = GovernanceServer::new(FederationService::new(coordinator.clone()))

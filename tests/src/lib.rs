@@ -211,3 +211,20 @@ pub fn default_import() -> ImportConfig {
 }
 
 pub const HEADER: &str = "record_id;relationship_id;surname;given_names;sex;birth_date;birthplace;codice_fiscale;service;status;since;unit;case_manager";
+
+/// A codice fiscale computed from the identity (a valid one, as an export would carry).
+pub fn cf(s: &str, g: &str, sex: ponte_node::normalise::Sex, y: u16, m: u8, d: u8, place: &str) -> String {
+    ponte_node::normalise::codice_fiscale::compute(s, g, sex, ponte_node::normalise::BirthDate { year: y, month: m, day: d }, place)
+}
+
+/// Writes a small export in the default mapping and returns its path.
+pub fn small_export(dir: &Path, name: &str, rows: &[String]) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(f, "{HEADER}").unwrap();
+    for r in rows {
+        writeln!(f, "{r}").unwrap();
+    }
+    path
+}

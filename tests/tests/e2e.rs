@@ -1,29 +1,12 @@
 //! End-to-end: the real `ponte-node` and `ponte-coordinator` binaries over mutual TLS on
 //! loopback, with real sled directories.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use ponte_e2e::*;
-use ponte_node::normalise::codice_fiscale::compute;
-use ponte_node::normalise::{BirthDate, Sex};
+use ponte_node::normalise::Sex;
 use ponte_proto::v1;
 use ponte_proto::v1::federation_client::FederationClient;
-
-fn cf(s: &str, g: &str, sex: Sex, y: u16, m: u8, d: u8, place: &str) -> String {
-    compute(s, g, sex, BirthDate { year: y, month: m, day: d }, place)
-}
-
-/// Writes a small export in the default mapping and returns its path.
-fn small_export(dir: &std::path::Path, name: &str, rows: &[String]) -> std::path::PathBuf {
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).unwrap();
-    writeln!(f, "{HEADER}").unwrap();
-    for r in rows {
-        writeln!(f, "{r}").unwrap();
-    }
-    path
-}
 
 fn rossi_rows() -> Vec<String> {
     let c = cf("Rossi", "Mario", Sex::M, 1940, 2, 11, "E506");
