@@ -59,6 +59,14 @@ pub struct DemoSummary {
     pub t3_shown: u64,
     /// Answers identical to what the truth says the policy allows.
     pub answers_exact: u64,
+    /// The consent walk-through: a protected relationship shown generalised with the person's
+    /// consent, hidden again right after the revocation (None when the population had no
+    /// suitable person).
+    pub consent_walkthrough: Option<bool>,
+    /// Entries in the coordinator's audit chain at the end, and whether `audit verify` found it
+    /// intact.
+    pub audit_entries: u64,
+    pub audit_intact: bool,
 }
 
 /// The demo's four entities.
@@ -437,8 +445,12 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         if let Some((node_id, cfg)) = configs.first()
             && let Some(t) = truth.iter().find(|t| &t.node_id == node_id && t.status == "attiva")
         {
-            println!("  [{node_id}] an operatore_pua asks for an emergency (break-glass is off by default):");
-            match node_cmd(&opts.bin_dir, cfg, &["who-else", &t.record_id, "--relationship", &t.relationship_id, "--purpose", "emergenza", "--role", "operatore_pua"]) {
+            println!("  [{node_id}] an operatore_cot asks for an emergency (break-glass is off in the default policy):");
+            match node_cmd(
+                &opts.bin_dir,
+                cfg,
+                &["who-else", &t.record_id, "--relationship", &t.relationship_id, "--purpose", "emergenza", "--role", "operatore_cot", "--break-glass", "pericolo_di_vita"],
+            ) {
                 Ok(out) => println!("{}", indent(&out)),
                 Err(e) => println!("{}", indent(&e.to_string())),
             }
@@ -519,8 +531,93 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     summary.recall = ratio(summary.relationships_correct, summary.relationships_expected);
     summary.precision_strong = ratio(summary.strong_correct, summary.strong_shown);
     summary.recall_strong = ratio(summary.strong_correct, summary.relationships_expected);
+
+    // 8. Consent, data-subject access and the privacy officer, on one person.
+    let officer = write_officer_config(dir, &certs, &coordinator.addr, "dpo-federazione")?;
+    summary.consent_walkthrough = consent_walkthrough(opts, &configs, &truth, &by_person, &officer)?;
     drop(coordinator);
+
+    // 9. The audit chain, verified offline.
+    let verified = Command::new(opts.bin_dir.join("ponte-coordinator"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(coord_dir.join("data"))
+        .output()
+        .context("running ponte-coordinator audit verify")?;
+    let out = String::from_utf8_lossy(&verified.stdout);
+    summary.audit_intact = verified.status.success() && out.contains("intact");
+    summary.audit_entries = out.split("intact: ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    say(&format!("⑨ {}", if summary.audit_intact { out.trim().to_string() } else { String::from_utf8_lossy(&verified.stderr).trim().to_string() }));
     Ok(summary)
+}
+
+/// The person's consent at the node holding a protected (T3) relationship lets a Comune see it
+/// (generalised); the revocation hides it again on the next question; the person's node lists
+/// who asked; the privacy officer asks why it is hidden now. Returns whether the Comune saw the
+/// relationship exactly while the consent was in force.
+fn consent_walkthrough(
+    opts: &DemoOptions,
+    configs: &[(String, PathBuf)],
+    truth: &[TruthRow],
+    by_person: &HashMap<u64, Vec<&TruthRow>>,
+    officer: &Path,
+) -> Result<Option<bool>> {
+    let say = |s: &str| {
+        if opts.verbose {
+            println!("{s}");
+        }
+    };
+    let open = |t: &TruthRow| matches!(t.status.as_str(), "attiva" | "segnalata" | "in_valutazione");
+    let config = |node: &str| configs.iter().find(|(n, _)| n == node).map(|(_, c)| c.clone());
+    // A T3 relationship at one node, and an open relationship at a Comune for the same person.
+    let Some((t3, asker)) = truth.iter().filter(|t| is_t3(&t.service) && open(t)).find_map(|t3| {
+        by_person[&t3.person_id].iter().find(|o| o.node_id.starts_with("comune") && open(o)).map(|a| (t3, *a))
+    }) else {
+        say("⑧ (no person with a protected relationship and a Comune in this population: consent walk-through skipped)");
+        return Ok(None);
+    };
+    let (Some(holder), Some(comune)) = (config(&t3.node_id), config(&asker.node_id)) else { return Ok(None) };
+    let ask = || -> Result<(String, bool, u64)> {
+        let out = node_cmd(&opts.bin_dir, &comune, &["--json", "who-else", &asker.record_id, "--relationship", &asker.relationship_id, "--role", "assistente_sociale", "--operator", "op-demo-2"])?;
+        let v: serde_json::Value = serde_json::from_str(out.trim())?;
+        let text = node_cmd(&opts.bin_dir, &comune, &["who-else", &asker.record_id, "--relationship", &asker.relationship_id, "--role", "assistente_sociale", "--operator", "op-demo-2"])?;
+        let seen = v["answer"].as_array().is_some_and(|a| a.iter().any(|r| r["entity_id"] == t3.node_id.as_str() && r["category_group"] == "servizio_specialistico"));
+        Ok((text, seen, v["receipt"].as_u64().unwrap_or(0)))
+    };
+    say(&format!("\n⑧ Consent: a person in care at {} ({}, protected) and at {}.", t3.node_id, t3.service, asker.node_id));
+    let (text, before, _) = ask()?;
+    say(&format!("  [{}] asks — the protected relationship is existence-hidden:\n{}", asker.node_id, indent(&text)));
+    let id = node_cmd(&opts.bin_dir, &holder, &[
+        "consent", "give", &t3.record_id, "--categories", &t3.service, "--recipients", "comune",
+        "--purposes", "continuita_assistenziale", "--until", "2099-12-31", "--given-by", "interessato",
+    ])?;
+    let id = id.trim().to_string();
+    node_cmd(&opts.bin_dir, &holder, &["publish"])?;
+    say(&format!("  [{}] the person consents that Comuni may know, for continuity of care (consent {id}); published", t3.node_id));
+    let (text, during, _) = ask()?;
+    say(&format!("  [{}] asks again — shown, generalised:\n{}", asker.node_id, indent(&text)));
+    node_cmd(&opts.bin_dir, &holder, &["consent", "revoke", &id])?;
+    node_cmd(&opts.bin_dir, &holder, &["publish"])?;
+    let (text, after, receipt) = ask()?;
+    say(&format!("  [{}] the person revokes it; [{}] asks again — hidden, with no trace:\n{}", t3.node_id, asker.node_id, indent(&text)));
+    let report = node_cmd(&opts.bin_dir, &holder, &["subject-report", &t3.record_id, "--operator", "dpo-demo"])?;
+    say(&format!("  [{}] the person asks who asked about them (data-subject report):\n{}", t3.node_id, indent(&report)));
+    let show: serde_json::Value = serde_json::from_str(&node_cmd(&opts.bin_dir, &holder, &["records", "show", &t3.record_id])?)?;
+    let reference = show["relationships"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["relationship_id"] == t3.relationship_id.as_str()))
+        .and_then(|r| r["reference"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let explain = Command::new(opts.bin_dir.join("ponte-coordinator"))
+        .args(["policy", "explain", "--target", &format!("{}/{reference}", t3.node_id), "--receipt", &receipt.to_string(), "--officer"])
+        .arg(officer)
+        .output()
+        .context("running ponte-coordinator policy explain")?;
+    say(&format!(
+        "  [privacy officer] why was it not shown in question {receipt}? (ponte-coordinator policy explain)\n{}",
+        indent(&String::from_utf8_lossy(if explain.status.success() { &explain.stdout } else { &explain.stderr }))
+    ));
+    Ok(Some(!before && during && !after))
 }
 
 /// The entity type of a demo node.
@@ -542,7 +639,7 @@ fn indent(s: &str) -> String {
 
 /// Prints the summary for a person to read.
 pub fn print_summary(s: &DemoSummary, dir: &Path) {
-    println!("\n⑥ Summary");
+    println!("\n⑩ Summary");
     for (node, n) in &s.records_per_node {
         println!("   {node:<16} {n:>5} relationships published");
     }
@@ -561,6 +658,16 @@ pub fn print_summary(s: &DemoSummary, dir: &Path) {
         s.strong_shown, s.strong_correct, s.precision_strong, s.recall_strong, s.possible_shown, s.possible_correct
     );
     println!("   answers identical to the truth: {} of {}", s.answers_exact, s.questions);
-    println!("   protected (T3) relationships shown: {}", s.t3_shown);
+    println!("   protected (T3) relationships shown without consent: {}", s.t3_shown);
+    match s.consent_walkthrough {
+        Some(true) => println!("   consent walk-through: shown while consented, hidden right after the revocation"),
+        Some(false) => println!("   consent walk-through: FAILED (see above)"),
+        None => println!("   consent walk-through: no suitable person in this population"),
+    }
+    println!(
+        "   audit chain: {} entries, {} (ponte-coordinator audit verify)",
+        s.audit_entries,
+        if s.audit_intact { "intact" } else { "BROKEN" }
+    );
     println!("   all state (certificates, exports, node and coordinator data, logs): {}", dir.display());
 }

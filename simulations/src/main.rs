@@ -106,12 +106,16 @@ fn run() -> anyhow::Result<()> {
             }
             let opts = demo::DemoOptions { dir: dir.clone(), bin_dir, persons, seed, verbose: !json };
             let summary = demo::run(&opts);
-            let result = summary.map(|s| {
+            let result = summary.and_then(|s| {
                 if json {
                     println!("{}", serde_json::to_string(&s).unwrap_or_default());
                 } else {
                     demo::print_summary(&s, &dir);
                 }
+                anyhow::ensure!(s.audit_intact, "the coordinator's audit chain did not verify");
+                anyhow::ensure!(s.t3_shown == 0, "a protected relationship was shown without consent");
+                anyhow::ensure!(s.consent_walkthrough != Some(false), "the consent walk-through did not behave as the policy says");
+                Ok(())
             });
             if let Some(t) = temp {
                 let _ = std::fs::remove_dir_all(t);

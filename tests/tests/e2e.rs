@@ -39,6 +39,8 @@ fn demo_agrees_with_truth_and_the_coordinator_holds_no_personal_data() {
     let s = ponte_sim::demo::run(&opts).expect("the demo runs");
     assert!(s.questions > 100, "{s:?}");
     assert_eq!(s.t3_shown, 0, "a protected relationship was shown: {s:?}");
+    assert_eq!(s.consent_walkthrough, Some(true), "consent did not show and hide the protected relationship: {s:?}");
+    assert!(s.audit_intact && s.audit_entries > s.questions, "{s:?}");
     assert!(s.recall_strong >= 0.95, "certain/probable answers miss too much: {s:?}");
     assert!(s.precision_strong >= 0.97, "certain/probable answers are wrong too often: {s:?}");
     assert!(s.persons_linked as f64 >= 0.95 * s.persons_shared as f64, "{s:?}");

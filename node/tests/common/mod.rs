@@ -30,9 +30,27 @@ impl Site {
     /// test talks to a coordinator; otherwise the paths point nowhere (offline commands never
     /// read them).
     pub fn new(never_encode: bool, coordinator: &str, tls: Option<(&Path, &Path, &Path)>) -> Site {
+        Site::of_node(("asl-lecce", "asl", "ASL Lecce"), None, never_encode, coordinator, tls)
+    }
+
+    /// A site of node `(node_id, entity_type, entity_name)`, like [`Site::new`]. `secret` is the
+    /// federation's linkage secret file to copy (nodes that must link share one); a new one is
+    /// generated when absent.
+    pub fn of_node(
+        (node_id, entity_type, entity_name): (&str, &str, &str),
+        secret_from: Option<&Path>,
+        never_encode: bool,
+        coordinator: &str,
+        tls: Option<(&Path, &Path, &Path)>,
+    ) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("linkage.secret");
-        ponte_node::secret::LinkageSecret::generate(1).save(&secret).unwrap();
+        match secret_from {
+            Some(from) => {
+                std::fs::copy(from, &secret).unwrap();
+            }
+            None => ponte_node::secret::LinkageSecret::generate(1).save(&secret).unwrap(),
+        }
         let (ca, cert, key) = match tls {
             Some((a, b, c)) => (a.to_path_buf(), b.to_path_buf(), c.to_path_buf()),
             None => (dir.path().join("ca.pem"), dir.path().join("node.pem"), dir.path().join("node.key")),
@@ -42,9 +60,9 @@ impl Site {
         std::fs::write(
             &config,
             format!(
-                r#"node_id = "asl-lecce"
-entity_name = "ASL Lecce"
-entity_type = "asl"
+                r#"node_id = "{node_id}"
+entity_name = "{entity_name}"
+entity_type = "{entity_type}"
 coordinator = "{coordinator}"
 data_dir = "data"
 secret_file = "linkage.secret"
@@ -79,6 +97,11 @@ case_manager = "case_manager"
         )
         .unwrap();
         Site { dir, config }
+    }
+
+    /// The site's linkage secret file.
+    pub fn secret_file(&self) -> PathBuf {
+        self.dir.path().join("linkage.secret")
     }
 
     /// An offline site: the coordinator address refuses connections.
