@@ -152,7 +152,9 @@ pub struct ColumnMapping {
     pub surname_alias: Option<String>,
     pub service: String,
     pub status: String,
-    /// Start date of the relationship (reduced to its month before it leaves the node).
+    /// Date since which the relationship has its current status: its start for an open one, its
+    /// closure for a closed (`conclusa`) one, from which retention counts. Reduced to its month
+    /// before it leaves the node.
     pub since: String,
     #[serde(default)]
     pub unit: Option<String>,

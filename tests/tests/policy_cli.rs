@@ -246,7 +246,8 @@ fn audit_verify_detects_altered_reordered_and_removed_entries() {
     assert!(n >= 6, "{n}");
     let key = |i: u64| i.to_be_bytes();
 
-    let cases: Vec<(&str, Box<dyn FnOnce(&sled::Tree)>, &str)> = vec![
+    type Tampering<'a> = Box<dyn FnOnce(&sled::Tree) + 'a>;
+    let cases: Vec<(&str, Tampering, &str)> = vec![
         ("altered", Box::new(|t: &sled::Tree| {
             let v = t.get(key(3)).unwrap().unwrap();
             let s = String::from_utf8(v.to_vec()).unwrap().replace("op-3", "op-9");

@@ -21,8 +21,8 @@ use tonic::transport::Channel;
 const DEFAULT_POLICY: &str = ponte_coordinator::policy::DEFAULT_POLICY_TOML;
 
 /// One identity, as a node would hold it after import.
-fn identity(surname: &str, given: &str, sex: Sex, y: u16, m: u8, d: u8, place: &str, with_cf: bool) -> NormalisedIdentity {
-    let cf = if with_cf { compute(surname, given, sex, BirthDate { year: y, month: m, day: d }, place) } else { String::new() };
+fn identity(surname: &str, given: &str, sex: Sex, y: u16, m: u8, d: u8, place: &str) -> NormalisedIdentity {
+    let cf = compute(surname, given, sex, BirthDate { year: y, month: m, day: d }, place);
     let birth = format!("{y:04}-{m:02}-{d:02}");
     let raw = RawIdentity {
         surname,
@@ -41,7 +41,7 @@ fn person(case: u32) -> NormalisedIdentity {
     const SURNAMES: [&str; 8] = ["Rizzo", "Greco", "Marra", "Leone", "Conte", "Serra", "Villa", "Parisi"];
     const GIVEN: [&str; 6] = ["Antonio", "Maria", "Cosimo", "Addolorata", "Vito", "Lucia"];
     let surname = format!("{}{}", SURNAMES[case as usize % 8], ["", "Bianco", "Nero", "Rosso", "Verde", "Blu", "Gialli", "Grigio", "Viola"][case as usize / 8 % 9]);
-    identity(&surname, GIVEN[case as usize % 6], if case % 2 == 0 { Sex::M } else { Sex::F }, 1930 + (case % 60) as u16, 1 + (case % 12) as u8, 1 + (case % 28) as u8, "E506", true)
+    identity(&surname, GIVEN[case as usize % 6], if case.is_multiple_of(2) { Sex::M } else { Sex::F }, 1930 + (case % 60) as u16, 1 + (case % 12) as u8, 1 + (case % 28) as u8, "E506")
 }
 
 #[derive(Clone, Copy)]
