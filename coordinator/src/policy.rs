@@ -924,17 +924,7 @@ fn months_between(from: u32, to: u32) -> i64 {
 /// The UTC calendar day (YYYYMMDD) of a Unix time in seconds: what callers pass as
 /// [`Question::today`] from their clock.
 pub fn day_of_unix_time(secs: u64) -> u32 {
-    // Howard Hinnant's civil_from_days.
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y * 10_000 + m * 100 + d) as u32
+    ponte_proto::vocab::day_of_unix_time(secs)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -92,8 +92,7 @@ pub fn now_secs() -> u64 {
 
 /// The (UTC) day of a Unix time, as `YYYYMMDD`.
 pub fn day_of(secs: u64) -> u32 {
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    (y as u32) * 10_000 + m * 100 + d
+    ponte_proto::vocab::day_of_unix_time(secs)
 }
 
 /// Today (UTC) as `YYYYMMDD`.
@@ -105,20 +104,6 @@ pub fn today() -> u32 {
 pub fn utc_time(secs: u64) -> String {
     let s = secs % 86_400;
     format!("{} {:02}:{:02} UTC", iso_day(day_of(secs)), s / 3600, s / 60 % 60)
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -125,6 +125,16 @@ pub fn check_day(d: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// The UTC day of a Unix time, as `YYYYMMDD` (times beyond year 9999 read as 1970-01-01).
+pub fn day_of_unix_time(secs: u64) -> u32 {
+    let date = i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date();
+    date.year() as u32 * 10_000 + u8::from(date.month()) as u32 * 100 + date.day() as u32
+}
+
 /// Default sensitivity tier of a service category (DOMAIN.md §3).
 pub fn default_tier(c: ServiceCategory) -> SensitivityTier {
     use ServiceCategory::*;
@@ -230,6 +240,9 @@ mod tests {
         assert!(check_day(20240229).is_ok());
         assert!(check_day(20230229).is_err());
         assert!(check_day(20241131).is_err());
+        assert_eq!(day_of_unix_time(0), 19700101);
+        assert_eq!(day_of_unix_time(951_782_400), 20000229);
+        assert_eq!(day_of_unix_time(1_795_393_696), 20261123);
     }
 
     #[test]
