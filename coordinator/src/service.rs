@@ -402,7 +402,8 @@ impl Coordinator {
         }
         let clusters = state.linker.take_cluster_changes();
         self.store.put_clusters(&clusters).map_err(internal)?;
-        self.audit(&mut state, who, Event::Withdrawn { references: req.references.clone() }).map_err(internal)?;
+        let references = req.references.iter().map(|r| ItemKey { node: who.id.clone(), reference: r.clone() }.label()).collect();
+        self.audit(&mut state, who, Event::Withdrawn { references }).map_err(internal)?;
         self.store.flush().map_err(internal)?;
         Ok(v1::Ack { affected })
     }

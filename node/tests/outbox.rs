@@ -265,7 +265,7 @@ fn the_outbox_reaches_the_real_coordinator_in_order_and_never_encoded_relationsh
                 format!("asl-lecce obscuring_changed {} true", a(&r2)),
                 format!("asl-lecce consent_revoked asl-lecce/{c1}"),
                 // Withdrawals name the node's bare references.
-                format!("asl-lecce withdrawn {r2}"),
+                format!("asl-lecce withdrawn asl-lecce/{r2}"),
             ]
         );
         let counts = store.counts_by_node().unwrap();
