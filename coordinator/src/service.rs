@@ -640,7 +640,9 @@ impl Coordinator {
                 _ => continue,
             };
             let touched = (at.is_some() && at == cluster) || labels.contains(anchor_label) || shown.iter().any(|s| labels.contains(s));
-            if !touched {
+            // Who asked can tell what they hold: a question anchored on a relationship this node
+            // may not see (a protected service, an obscured or erased one) is left out.
+            if !touched || !visible.contains_key(anchor_label) {
                 continue;
             }
             let disclosed = shown

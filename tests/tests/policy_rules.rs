@@ -565,6 +565,21 @@ fn cases() -> Vec<Case> {
                 other => format!("{other:?}"),
             }
         }},
+        Case { rule: RULES[11], name: "a question asked from a protected relationship is not listed to another node", permits: false, expect: "absent", run: |w, n| {
+            let p = person(n);
+            w.publish(C, &format!("c{n}"), &p, rel(Cat::ServizioSocialeProfessionale));
+            w.publish(A, &format!("s{n}"), &p, rel(Cat::Serd));
+            // The SerD asks (its own relationship is protected), then the Comune asks itself.
+            w.ask_as(A, &format!("s{n}"), Pur::ContinuitaAssistenziale, Role::Mmg, 0).unwrap();
+            w.ask(C, &format!("c{n}")).unwrap();
+            let mut c = w.client(C);
+            let r = w.rt.block_on(c.subject_report(v1::SubjectReportRequest { node_id: C.into(), reference: format!("c{n}"), operator_id: "dpo".into() })).unwrap().into_inner();
+            let by = |e: &str| r.accesses.iter().filter(|x| x.entity_id == e).count();
+            match (by(C), by(A)) {
+                (1, 0) => "absent".into(),
+                (c, a) => format!("listed: comune {c}, asl {a}"),
+            }
+        }},
         // 13. Erasure.
         Case { rule: RULES[12], name: "before the withdrawal", permits: true, expect: "full certain segreteria_unita", run: |w, n| {
             let m = comune_and_asl(w, n, rel(Cat::SegretariatoSociale));
