@@ -1,11 +1,15 @@
 //! Ponte's researchers' simulator: synthetic Italian populations with realistic errors, their
 //! per-entity exports and truth ([`synth`]), and the demo federation ([`demo`]).
 
+pub mod attack;
 pub mod bench;
 pub mod bench_kernel;
 pub mod bench_scale;
 pub mod bench_quality;
 pub mod demo;
+pub mod evaluation;
+pub mod report;
+pub mod run;
 pub mod synth;
 
 use std::path::PathBuf;
