@@ -36,17 +36,31 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Writes a synthetic population's per-entity exports, import mappings and truth.
+    /// Writes a synthetic population's per-entity exports, import mappings and truth. The same
+    /// scenario and seed give byte-identical files.
     Generate {
-        /// Scenario: `demo` (province of Lecce, four entities).
-        #[arg(default_value = "demo")]
+        /// Scenario: `lecce` (the research default: ASL, three Comuni, an ATS, an RSA provider),
+        /// `demo` (the demo's four entities), or a scenario file (TOML; `ponte-sim scenario lecce`
+        /// prints one to start from).
+        #[arg(default_value = "lecce")]
         scenario: String,
-        #[arg(long, default_value_t = 400)]
-        persons: usize,
-        #[arg(long, default_value_t = 2026)]
-        seed: u64,
+        /// Persons in the population (default: 20000 for lecce, 400 for demo, the file's own).
+        #[arg(long)]
+        persons: Option<usize>,
+        /// Seed of every random choice (default: 2026, or a scenario file's own `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Prints a built-in scenario as TOML (population shape, entities, export formats, error
+    /// rates per entity), to edit and pass to `generate`, `run` or `attack` as a file.
+    Scenario {
+        /// `lecce` or `demo`.
+        #[arg(default_value = "lecce")]
+        name: String,
+        #[arg(long)]
+        persons: Option<usize>,
     },
     /// Measures throughput on synthetic data (median of several timed repeats).
     Bench {
@@ -123,12 +137,32 @@ fn run() -> anyhow::Result<()> {
             result?;
         }
         Cmd::Generate { scenario, persons, seed, out } => {
-            anyhow::ensure!(scenario == "demo", "unknown scenario {scenario:?}; available: demo");
-            let mut sc = synth::scenario::demo_scenario(persons);
-            sc.seed = seed;
-            let g = synth::generate(&sc);
+            let builtin = synth::scenario::SCENARIOS.iter().any(|(n, _)| *n == scenario);
+            let mut sc = synth::scenario::load_scenario(&scenario, persons).map_err(|e| anyhow::anyhow!(e.0))?;
+            if let Some(seed) = seed {
+                sc.seed = seed;
+            } else if builtin {
+                sc.seed = 2026;
+            }
+            let seed = sc.seed;
+            let g = synth::try_generate(&sc).map_err(|e| anyhow::anyhow!(e.0))?;
             g.write_to(&out)?;
-            println!("wrote {} exports and truth.csv to {}", g.exports.len(), out.display());
+            println!(
+                "wrote {} exports and truth.csv for {} persons (scenario {}, seed {seed}) to {}",
+                g.exports.len(),
+                sc.persons,
+                sc.name,
+                out.display()
+            );
+        }
+        Cmd::Scenario { name, persons } => {
+            anyhow::ensure!(
+                synth::scenario::SCENARIOS.iter().any(|(n, _)| *n == name),
+                "unknown scenario {name:?}; built in: {}",
+                synth::scenario::SCENARIOS.iter().map(|(n, d)| format!("{n} ({d})")).collect::<Vec<_>>().join("; ")
+            );
+            let sc = synth::scenario::load_scenario(&name, persons).map_err(|e| anyhow::anyhow!(e.0))?;
+            print!("{}", toml::to_string(&sc)?);
         }
         Cmd::Bench { what: BenchCmd::Kernel(args) } => ponte_sim::bench_kernel::run_and_print(args)?,
         Cmd::Bench { what: BenchCmd::Bulk(args) } => ponte_sim::bench_scale::print(&ponte_sim::bench_scale::bulk(&args)?, args.common.json)?,

@@ -881,3 +881,118 @@ pub fn demo_scenario(persons: usize) -> Scenario {
         entities: vec![asl, comune_lecce, comune_galatina, ats_maglie],
     }
 }
+
+/// The default research scenario, modelled on the province of Lecce: the demo's ASL, Comuni of
+/// Lecce and Galatina and ATS Maglie, plus the Comune di Nardò and an accredited RSA provider
+/// whose guests come from the whole province. About a minute at the default size; scales to a
+/// million people ([`MAX_PERSONS`]).
+pub fn lecce_scenario(persons: usize) -> Scenario {
+    let mut s = demo_scenario(persons);
+    s.name = "lecce".into();
+    // Nardò's residents: taken from the rest of the province's weight.
+    s.population.residences.push(("F842".to_string(), 0.05));
+    s.population.rest_of_province -= 0.05;
+
+    let mut nardo = s.entities[2].clone();
+    nardo.node_id = "comune-nardo".into();
+    nardo.entity_name = "Comune di Nardò".into();
+    nardo.catchment = strings(&["F842"]);
+    nardo.export.record_id_prefix = "NAR".into();
+    nardo.export.default_unit = "servizio-sociale-nardo".into();
+    nardo.errors = ErrorRates { name_typo: 0.05, cf_missing: 0.2, married_surname: 0.3, case_variation: 0.04, ..ErrorRates::default() };
+
+    let rsa = EntitySpec {
+        node_id: "rsa-villa-gelsi".into(),
+        entity_name: "RSA Villa dei Gelsi".into(),
+        entity_type: "provider".into(),
+        // Guests are old: the share is applied to everyone, ages decide who fits the service.
+        share_of_population: 0.06,
+        catchment: Vec::new(),
+        outside_catchment_share: 0.0,
+        services: weights(&[("residenziale_rsa", 80.0), ("centro_diurno", 20.0)]),
+        second_service_share: 0.05,
+        units: strings(&["nucleo-a", "nucleo-b", "centro-diurno-gelsi"]),
+        unit_for_service: [("centro_diurno", "centro-diurno-gelsi")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        unit_for_residence: BTreeMap::new(),
+        export: ExportFormat {
+            delimiter: ';',
+            date_format: "%d-%m-%Y".into(),
+            columns: cols(&[
+                (Field::RecordId, "Codice ospite"),
+                (Field::RelationshipId, "Codice ricovero"),
+                (Field::Surname, "Cognome"),
+                (Field::GivenNames, "Nome"),
+                (Field::Sex, "Sesso"),
+                (Field::BirthDate, "Data di nascita"),
+                (Field::Birthplace, "Luogo di nascita"),
+                (Field::CodiceFiscale, "Codice fiscale"),
+                (Field::Service, "Tipo ospitalita"),
+                (Field::Status, "Stato"),
+                (Field::Since, "Data ingresso"),
+                (Field::Unit, "Nucleo"),
+            ]),
+            text_case: TextCase::AsWritten,
+            sex_style: SexStyle::Letter,
+            flag_style: FlagStyle::SN,
+            record_id_prefix: "OSP".into(),
+            record_id_digits: 5,
+            relationship_id_prefix: "RIC".into(),
+            services: pairs(&[("residenziale_rsa", "RESIDENZIALE"), ("centro_diurno", "DIURNO")]),
+            statuses: pairs(&[
+                ("segnalata", "IN LISTA"),
+                ("in_valutazione", "IN VALUTAZIONE"),
+                ("attiva", "OSPITE"),
+                ("sospesa", "RICOVERO OSPEDALIERO"),
+                ("conclusa", "DIMESSO"),
+            ]),
+            default_unit: "nucleo-a".into(),
+        },
+        errors: ErrorRates { name_typo: 0.04, cf_missing: 0.03, hypocoristic: 0.03, ..ErrorRates::default() },
+        duplicate_rate: 0.005,
+    };
+    s.entities.push(nardo);
+    s.entities.push(rsa);
+    s
+}
+
+/// Built-in scenarios by name.
+pub const SCENARIOS: &[(&str, &str)] = &[
+    ("lecce", "province of Lecce: ASL, Comuni of Lecce, Galatina and Nardò, ATS Maglie, an RSA provider (the research default)"),
+    ("demo", "the demo federation: ASL Lecce, Comuni of Lecce and Galatina, ATS Maglie"),
+];
+
+/// Largest scenario file read.
+pub const MAX_SCENARIO_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A built-in scenario by name (`lecce`, `demo`) with `persons` people, or a scenario file (TOML,
+/// as `ponte-sim scenario NAME` prints one), whose own `persons` is kept unless `persons` is
+/// given. The scenario is checked before it is returned.
+pub fn load_scenario(name_or_file: &str, persons: Option<usize>) -> Result<Scenario, SynthError> {
+    let mut s = match name_or_file {
+        "lecce" => lecce_scenario(persons.unwrap_or(20_000)),
+        "demo" => demo_scenario(persons.unwrap_or(400)),
+        path => {
+            let p = std::path::Path::new(path);
+            let meta = std::fs::metadata(p).map_err(|e| {
+                SynthError(format!(
+                    "{path:?} is neither a built-in scenario ({}) nor a readable file: {e}",
+                    SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            if meta.len() > MAX_SCENARIO_BYTES {
+                return Err(SynthError(format!("{path}: larger than {MAX_SCENARIO_BYTES} bytes")));
+            }
+            let text = std::fs::read_to_string(p).map_err(|e| SynthError(format!("{path}: {e}")))?;
+            let mut s: Scenario = toml::from_str(&text).map_err(|e| SynthError(format!("{path}: not a valid scenario: {e}")))?;
+            if let Some(n) = persons {
+                s.persons = n;
+            }
+            s
+        }
+    };
+    if let Some(n) = persons {
+        s.persons = n;
+    }
+    s.check()?;
+    Ok(s)
+}
