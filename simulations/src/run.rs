@@ -4,7 +4,7 @@
 //!
 //! # What `run` does
 //!
-//! The scenario (`demo` by default) is generated from the seed; every entity's export is read by
+//! The scenario (`lecce` by default) is generated from the seed; every entity's export is read by
 //! the node's importer with the entity's own mapping (the node's normaliser), and each record —
 //! the first importable row of a `(entity, record_id)`; rows marked `never_encode` are left out,
 //! as the node leaves them out — is encoded by the node's [`Encoder`] under the profile's linkage
@@ -69,7 +69,7 @@ use ponte_node::import::{FileError, ImportReport};
 use ponte_node::normalise::NormalisedIdentity;
 use ponte_node::secret::LinkageSecret;
 use ponte_proto::bits::{dice_words, to_words};
-use ponte_proto::schema::{DEFAULT_SCHEMA_TOML, HARDENED_EXAMPLE_SCHEMA_TOML, Hardening, LinkageSchema};
+use ponte_proto::schema::{DEFAULT_SCHEMA_TOML, HARDENED_EXAMPLE_SCHEMA_TOML, LinkageSchema};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -96,9 +96,10 @@ pub const SCALING_SHARES: [f64; 3] = [0.25, 0.5, 1.0];
 /// `ponte-sim run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Scenario: `demo` (the demo federation of the province of Lecce), `lecce`, or a scenario
-    /// file. Its population size and seed are the options below.
-    #[arg(long, default_value = "demo")]
+    /// Scenario: `lecce` (the research default: ASL, three Comuni, an ATS, an RSA provider),
+    /// `demo` (the demo's four entities) or a scenario file (`ponte-sim scenario` prints one).
+    /// Its population size and seed are the options below.
+    #[arg(default_value = "lecce")]
     pub scenario: String,
     /// Persons in the synthetic population (10 to 1,000,000; 100,000 with --federation).
     #[arg(long, default_value_t = 2000)]
@@ -106,8 +107,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
     /// Encoding profile, repeatable: `default` (proto/schemas/default.toml), `hardened`
-    /// (proto/schemas/hardened.toml), `unhardened` (the default schema with every hardening step
-    /// off) or the path of a linkage schema file.
+    /// (proto/schemas/hardened.toml), `unhardened` (the default schema with field-level filters
+    /// on surname and given names and no hardening: the attacks' baseline) or the path of a
+    /// linkage schema file.
     #[arg(long = "schema", value_name = "PROFILE", default_values = ["default", "hardened"])]
     pub schemas: Vec<String>,
     /// Also link 25 %, 50 % and 100 % of the records to see how time grows.
@@ -125,7 +127,7 @@ pub struct RunArgs {
 impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
-            scenario: "demo".into(),
+            scenario: "lecce".into(),
             persons: 2000,
             seed: 2026,
             schemas: vec!["default".into(), "hardened".into()],
@@ -139,7 +141,7 @@ impl Default for RunArgs {
 impl RunArgs {
     /// The command line that reproduces this run.
     pub fn command(&self) -> String {
-        let mut c = format!("ponte-sim run --scenario {} --persons {} --seed {}", quote(&self.scenario), self.persons, self.seed);
+        let mut c = format!("ponte-sim run {} --persons {} --seed {}", quote(&self.scenario), self.persons, self.seed);
         for s in &self.schemas {
             c.push_str(&format!(" --schema {}", quote(s)));
         }
@@ -173,11 +175,8 @@ pub fn load_profile(which: &str) -> anyhow::Result<Profile> {
     let (name, schema) = match which {
         "default" => ("default".to_string(), bundled(DEFAULT_SCHEMA_TOML, "default")?),
         "hardened" => ("hardened".to_string(), bundled(HARDENED_EXAMPLE_SCHEMA_TOML, "hardened")?),
-        "unhardened" => {
-            let mut s = bundled(DEFAULT_SCHEMA_TOML, "default")?;
-            s.hardening = Hardening::default();
-            ("unhardened".to_string(), s)
-        }
+        // The same baseline the attacks measure: field-level filters, no hardening.
+        "unhardened" => ("unhardened".to_string(), crate::attack::unhardened_schema()),
         path => {
             let p = Path::new(path);
             ensure!(
@@ -693,7 +692,7 @@ mod tests {
         let a = RunArgs { schemas: vec!["default".into(), "my schema.toml".into()], scaling: true, ..Default::default() };
         assert_eq!(
             a.command(),
-            "ponte-sim run --scenario demo --persons 2000 --seed 2026 --schema default --schema 'my schema.toml' --scaling"
+            "ponte-sim run demo --persons 2000 --seed 2026 --schema default --schema 'my schema.toml' --scaling"
         );
     }
 
