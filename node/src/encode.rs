@@ -668,8 +668,13 @@ mod tests {
         LinkageSecret::from_bytes(1, [7u8; 32])
     }
 
+    /// The shipped default without its salting: the encoder's plain path, whose golden vectors
+    /// have held since the first release. [`shipped_default_is_the_plain_path_salted`] pins the
+    /// shipped schema itself.
     fn default_schema() -> LinkageSchema {
-        LinkageSchema::default_schema()
+        let mut s = LinkageSchema::default_schema();
+        s.hardening.salt_with_birth_year.clear();
+        s
     }
 
     fn hardened_schema() -> LinkageSchema {
@@ -779,6 +784,31 @@ mod tests {
             assert_eq!(e.clk.len(), hardened_schema.clk_bytes());
             assert_eq!(e.field_filters.iter().map(|(n, b)| (n.as_str(), b.len())).collect::<Vec<_>>(), hardened_schema.field_filter_bytes());
         }
+    }
+
+    /// The shipped default schema's encodings of the golden records.
+    const GOLDEN_SHIPPED: [&str; 3] = [
+        "c4f0f7d6d7c2b886a55df7a2546366f037e5995fef559043ab3220ca428ae400",
+        "2fa24e7ff32ea825e205634037bc58087568bae7fa6db498eba7648350044e41",
+        // No birth year: nothing to salt with, the plain encoding.
+        "643bfcf5cb0ab5b1a3fbf8991db1673de018ac0e1c68a3c4592f44bbb5c44b0b",
+    ];
+
+    #[test]
+    fn shipped_default_is_the_plain_path_salted() {
+        let shipped = LinkageSchema::default_schema();
+        let mut plain = shipped.clone();
+        plain.hardening.salt_with_birth_year.clear();
+        assert_eq!(plain.fingerprint(), default_schema().fingerprint());
+        let records = [mario(), maria_grazia(), arben()];
+        let enc = Encoder::new(&secret(), &shipped);
+        let got: Vec<String> = records.iter().map(|r| digest(&enc.encode(r))).collect();
+        assert_eq!(got, GOLDEN_SHIPPED, "shipped-default encodings changed");
+        // Salting changes the name bits only: the same record's salted and plain CLKs still share
+        // the date, sex and birthplace bits.
+        let (a, b) = (enc.encode(&mario()), Encoder::new(&secret(), &plain).encode(&mario()));
+        assert!(dice(&a.clk, &b.clk) > 0.3 && dice(&a.clk, &b.clk) < 0.95, "{}", dice(&a.clk, &b.clk));
+        assert_eq!(a.tokens, b.tokens, "exact tokens are not salted");
     }
 
     #[test]

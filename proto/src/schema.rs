@@ -498,7 +498,9 @@ mod tests {
         let s = LinkageSchema::default_schema();
         assert_eq!(s.clk_bits, 1024);
         assert_eq!(s.fingerprint(), LinkageSchema::default_schema().fingerprint());
-        assert!(!s.hardening.any());
+        // Names salted with the birth year, nothing else (chosen on the simulator's evidence).
+        assert_eq!(s.hardening.salt_with_birth_year, ["surname", "given_names", "given_name_first", "given_name_canonical"]);
+        assert!(!s.hardening.balance && !s.hardening.xor_fold && s.hardening.rule90_rounds == 0 && s.hardening.blip_probability == 0.0);
         assert!(s.fields.iter().all(|f| f.field_filter_bits.is_none()));
         assert_eq!((s.published_clk_bits(), s.clk_bytes()), (1024, 128));
         assert!(s.warnings().is_empty(), "{:?}", s.warnings());
@@ -601,13 +603,17 @@ mod tests {
         // Sections spelled out with their default values are the same schema as no sections.
         let cut = DEFAULT_SCHEMA_TOML.find("\n[hardening]").expect("default.toml spells out [hardening]");
         assert!(DEFAULT_SCHEMA_TOML[cut..].contains("\n[blocking]"));
-        let implicit = LinkageSchema::parse(&DEFAULT_SCHEMA_TOML[..cut]).unwrap();
-        assert_eq!(implicit.fingerprint(), LinkageSchema::default_schema().fingerprint());
+        let mut implicit = LinkageSchema::parse(&DEFAULT_SCHEMA_TOML[..cut]).unwrap();
+        let mut spelled = LinkageSchema::default_schema();
+        spelled.hardening.salt_with_birth_year.clear();
+        implicit.blocking = spelled.blocking.clone();
+        assert_eq!(implicit.fingerprint(), spelled.fingerprint());
     }
 
     #[test]
     fn problems_are_explained() {
         let mut s = LinkageSchema::default_schema();
+        s.hardening.salt_with_birth_year.clear();
         s.clk_bits = 1000;
         s.fields[0].name = "colour".into();
         s.exact_tokens.push("passport".into());
@@ -669,6 +675,7 @@ mod tests {
     #[test]
     fn risky_settings_are_warned_about() {
         let mut s = LinkageSchema::default_schema();
+        s.hardening.salt_with_birth_year.clear();
         s.fields[0].field_filter_bits = Some(512);
         s.fields[0].bits_per_token = 8;
         let w = s.warnings();

@@ -692,7 +692,7 @@ mod tests {
         let a = RunArgs { schemas: vec!["default".into(), "my schema.toml".into()], scaling: true, ..Default::default() };
         assert_eq!(
             a.command(),
-            "ponte-sim run demo --persons 2000 --seed 2026 --schema default --schema 'my schema.toml' --scaling"
+            "ponte-sim run lecce --persons 2000 --seed 2026 --schema default --schema 'my schema.toml' --scaling"
         );
     }
 

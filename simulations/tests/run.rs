@@ -46,7 +46,7 @@ fn run_links_well_with_both_profiles_and_is_reproducible() {
     let args = RunArgs { persons: 300, seed: 11, scaling: true, ..Default::default() };
     let first = run::run(&args, false).unwrap();
     assert_eq!(first.qualities.iter().map(|q| q.profile.as_str()).collect::<Vec<_>>(), ["default", "hardened"]);
-    assert_eq!((first.persons, first.seed, first.scenario.as_str()), (300, 11, "demo"));
+    assert_eq!((first.persons, first.seed, first.scenario.as_str()), (300, 11, "lecce"));
     assert!(first.command.contains("--persons 300 --seed 11 --schema default --schema hardened --scaling"), "{}", first.command);
     assert!(first.attacks.is_empty());
     for q in &first.qualities {
