@@ -196,6 +196,7 @@ fn run() -> anyhow::Result<()> {
             let mut ev = research::run(&args, !args.json)?;
             if attacks {
                 let a = attack::AttackArgs {
+                    scenario: args.scenario.clone(),
                     persons: args.persons.clamp(attack::MIN_PERSONS, attack::MAX_PERSONS),
                     seed: args.seed,
                     overlap,
