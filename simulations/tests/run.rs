@@ -245,3 +245,27 @@ fn run_against_a_live_federation() {
     let again = run::run(&args, false).unwrap_err().to_string();
     assert!(again.contains("already holds a federation"), "{again}");
 }
+
+/// The whole research command: figures, attacks and the report with its three plots; the
+/// attacks find clearly more on the unhardened baseline than on the default profile.
+#[test]
+fn run_with_attacks_writes_a_report_whose_attacks_favour_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ponte-sim"))
+        .args(["run", "demo", "--persons", "600", "--schema", "unhardened", "--schema", "default", "--attacks", "--scaling", "--json", "--report"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ev: ponte_sim::evaluation::Evaluation = serde_json::from_slice(&out.stdout).unwrap();
+    let worst = |profile: &str| ev.attacks.iter().filter(|a| a.profile == profile).map(|a| a.share_records).fold(0.0, f64::max);
+    assert!(worst("unhardened") > 0.3, "the attacks should break the unhardened baseline: {:?}", ev.attacks);
+    assert!(worst("default") < 0.05, "the default profile leaks: {:?}", ev.attacks);
+    for f in ["report.md", "report.html", "precision_recall.svg", "quality_privacy.svg", "scaling.svg"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("| unhardened |") && md.contains("pattern-mining") && md.contains("ponte-sim run demo --persons 600"), "{md}");
+    let svg = std::fs::read_to_string(dir.path().join("quality_privacy.svg")).unwrap();
+    assert!(svg.contains("unhardened") && svg.contains("default"), "the quality/privacy plot names its profiles");
+}
