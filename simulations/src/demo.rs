@@ -243,33 +243,33 @@ struct TruthRow {
 }
 
 #[derive(Debug, Deserialize)]
-struct AnswerLine {
+pub(crate) struct AnswerLine {
     #[allow(dead_code)]
-    record_id: String,
-    relationship_id: String,
+    pub(crate) record_id: String,
+    pub(crate) relationship_id: String,
     #[serde(default)]
-    answer: Vec<AnswerRow>,
+    pub(crate) answer: Vec<AnswerRow>,
     #[serde(default)]
-    refused: Option<String>,
+    pub(crate) refused: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct AnswerRow {
-    band: String,
-    entity_id: String,
-    service: String,
+pub(crate) struct AnswerRow {
+    pub(crate) band: String,
+    pub(crate) entity_id: String,
+    pub(crate) service: String,
     #[serde(default)]
-    category_group: String,
+    pub(crate) category_group: String,
     #[serde(default)]
-    generalised: bool,
-    status: String,
-    since: String,
+    pub(crate) generalised: bool,
+    pub(crate) status: String,
+    pub(crate) since: String,
 }
 
 impl AnswerRow {
     /// The service as the truth comparison names it: the category, or `~group` when shown
     /// generalised.
-    fn service_key(&self) -> String {
+    pub(crate) fn service_key(&self) -> String {
         if self.generalised { format!("~{}", self.category_group) } else { self.service.clone() }
     }
 }
@@ -277,20 +277,20 @@ impl AnswerRow {
 /// What the default policy lets a requester of `asker` type see of a relationship in the truth:
 /// None when it is hidden (T3 without consent; closed beyond retention), else its service as
 /// [`AnswerRow::service_key`] names it (generalised for social requesters of T2 categories).
-fn expected_service(policy: &Policy, today: u32, asker: ponte_proto::v1::EntityType, t: &TruthRow) -> Option<String> {
-    let category = vocab::ServiceCategoryName::parse(&t.service).ok()?;
+pub(crate) fn expected_service(policy: &Policy, today: u32, asker: ponte_proto::v1::EntityType, service: &str, status: &str, since_month: &str) -> Option<String> {
+    let category = vocab::ServiceCategoryName::parse(service).ok()?;
     let tier = vocab::default_tier(category);
     if tier == ponte_proto::v1::SensitivityTier::T3 {
         return None;
     }
-    let month: u32 = t.since_month.replace('-', "").parse().ok()?;
-    if t.status == "conclusa" && policy.retention_expired(month, today) {
+    let month: u32 = since_month.replace('-', "").parse().ok()?;
+    if status == "conclusa" && policy.retention_expired(month, today) {
         return None;
     }
     if tier == ponte_proto::v1::SensitivityTier::T2 && policy::sector(policy, asker) == policy::Sector::Social {
         return Some(format!("~{}", vocab::CategoryGroupName::name(vocab::category_group(category))));
     }
-    Some(t.service.clone())
+    Some(service.to_string())
 }
 
 type RelKey = (String, String, String, String);
@@ -480,7 +480,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
                 if t.node_id == anchor.node_id && t.relationship_id == anchor.relationship_id {
                     continue;
                 }
-                if let Some(service) = expected_service(&policy, today, asker, t) {
+                if let Some(service) = expected_service(&policy, today, asker, &t.service, &t.status, &t.since_month) {
                     *expected.entry((t.node_id.clone(), service, t.status.clone(), t.since_month.clone())).or_insert(0) += 1;
                 }
             }
@@ -518,7 +518,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
         .filter(|rows| {
             let mut nodes: Vec<&str> = rows
                 .iter()
-                .filter(|r| expected_service(&policy, today, ponte_proto::v1::EntityType::Asl, r).is_some())
+                .filter(|r| expected_service(&policy, today, ponte_proto::v1::EntityType::Asl, &r.service, &r.status, &r.since_month).is_some())
                 .map(|r| r.node_id.as_str())
                 .collect();
             nodes.sort();

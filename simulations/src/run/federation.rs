@@ -32,64 +32,26 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use ponte_certs_dev::Holder;
-use ponte_coordinator::policy::{self, Policy};
+use ponte_coordinator::policy::Policy;
 use ponte_node::secret::LinkageSecret;
 use ponte_proto::{v1, vocab};
-use serde::Deserialize;
 
 use super::{Profile, import_records, spinner};
-use crate::demo;
+use crate::demo::{self, AnswerLine, AnswerRow};
 use crate::evaluation::{ProfileQuality, Scores};
 use crate::synth::{self, TruthRow};
-
-#[derive(Debug, Deserialize)]
-struct AnswerLine {
-    relationship_id: String,
-    #[serde(default)]
-    answer: Vec<AnswerRow>,
-    #[serde(default)]
-    refused: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct AnswerRow {
-    band: String,
-    entity_id: String,
-    service: String,
-    #[serde(default)]
-    category_group: String,
-    #[serde(default)]
-    generalised: bool,
-    status: String,
-    since: String,
-}
 
 /// (entity, service as shown, status, month): how an answer row is matched with the truth.
 type RelKey = (String, String, String, String);
 
-impl AnswerRow {
-    fn key(&self) -> RelKey {
-        let service = if self.generalised { format!("~{}", self.category_group) } else { self.service.clone() };
-        (self.entity_id.clone(), service, self.status.clone(), self.since.clone())
-    }
+fn key(r: &AnswerRow) -> RelKey {
+    (r.entity_id.clone(), r.service_key(), r.status.clone(), r.since.clone())
 }
 
-/// What the default policy lets a requester of type `asker` see of a truth relationship: `None`
-/// when hidden, else its service as [`AnswerRow::key`] names it.
+/// What the default policy lets a requester of type `asker` see of a truth relationship (the
+/// demo's rule).
 fn expected_service(policy: &Policy, today: u32, asker: v1::EntityType, t: &TruthRow) -> Option<String> {
-    let category = vocab::ServiceCategoryName::parse(&t.service).ok()?;
-    let tier = vocab::default_tier(category);
-    if tier == v1::SensitivityTier::T3 {
-        return None;
-    }
-    let month: u32 = t.since_month.replace('-', "").parse().ok()?;
-    if t.status == "conclusa" && policy.retention_expired(month, today) {
-        return None;
-    }
-    if tier == v1::SensitivityTier::T2 && policy::sector(policy, asker) == policy::Sector::Social {
-        return Some(format!("~{}", vocab::CategoryGroupName::name(vocab::category_group(category))));
-    }
-    Some(t.service.clone())
+    demo::expected_service(policy, today, asker, &t.service, &t.status, &t.since_month)
 }
 
 /// Resident memory of a process (Linux; 0 elsewhere).
@@ -223,7 +185,7 @@ pub(super) fn measure(
                 }
                 let mut shown: BTreeMap<RelKey, u64> = BTreeMap::new();
                 for r in a.answer.iter().filter(|r| r.band != "possible" && r.entity_id != *node_id) {
-                    *shown.entry(r.key()).or_default() += 1;
+                    *shown.entry(key(r)).or_default() += 1;
                 }
                 expected_total += expected.values().sum::<u64>();
                 shown_total += shown.values().sum::<u64>();
