@@ -45,7 +45,61 @@ pub struct NodeConfig {
     pub sync: SyncConfig,
     #[serde(default)]
     pub import: ImportConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
 }
+
+/// The case workers' HTTPS API, web page, metrics and gRPC health, served by `ponte-node serve`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on (HTTPS with the node's certificate, HTTP/1.1 and HTTP/2); an empty
+    /// string turns the API off. Loopback by default: expose it only inside the entity's network.
+    #[serde(default = "default_api_listen")]
+    pub listen: String,
+    /// The integrated systems' credentials (only their SHA-256 is stored), managed with
+    /// `ponte-node credentials`.
+    #[serde(default = "default_credentials_file")]
+    pub credentials_file: PathBuf,
+    /// CA that systems' client certificates must chain to; defaults to `tls.ca`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Most search results returned.
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: default_api_listen(),
+            credentials_file: default_credentials_file(),
+            client_ca: None,
+            max_body_bytes: default_max_body(),
+            max_results: default_max_results(),
+        }
+    }
+}
+
+fn default_api_listen() -> String {
+    "127.0.0.1:7800".into()
+}
+fn default_credentials_file() -> PathBuf {
+    PathBuf::from("api-credentials.toml")
+}
+fn default_max_body() -> usize {
+    16 * 1024
+}
+fn default_max_results() -> usize {
+    20
+}
+
+/// Hard ceiling of `api.max_body_bytes`: the API's largest legitimate body (an intake or a
+/// consent) is well under 2 KiB.
+pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +329,10 @@ impl NodeConfig {
         if let Some(s) = self.schema_file.as_mut() {
             fix(s);
         }
+        fix(&mut self.api.credentials_file);
+        if let Some(c) = self.api.client_ca.as_mut() {
+            fix(c);
+        }
     }
 
     /// Checks values that TOML's types cannot.
@@ -295,6 +353,21 @@ impl NodeConfig {
                 self.sync.batch_size,
                 ponte_proto::limits::MAX_BATCH_ITEMS
             )));
+        }
+        if !self.api.listen.is_empty() && self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "api.listen = {:?}: write an address and port such as \"127.0.0.1:7800\", or \"\" to turn the API off",
+                self.api.listen
+            )));
+        }
+        if self.api.max_body_bytes < 1024 || self.api.max_body_bytes > MAX_API_BODY_BYTES {
+            return Err(ConfigError(format!(
+                "api.max_body_bytes = {}: choose between 1024 and {MAX_API_BODY_BYTES}",
+                self.api.max_body_bytes
+            )));
+        }
+        if !(1..=200).contains(&self.api.max_results) {
+            return Err(ConfigError(format!("api.max_results = {}: choose between 1 and 200", self.api.max_results)));
         }
         self.import.check()
     }

@@ -7,13 +7,19 @@
 //! [`client`] (tonic), and the CLI in `main.rs`. Clear personal data never leaves this crate's
 //! process except on the operator's own terminal.
 
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod consent;
+pub mod credentials;
 pub mod encode;
+pub mod fhir;
 pub mod import;
+pub mod intake;
+pub mod labels;
 pub mod node;
 pub mod normalise;
+pub mod search;
 pub mod secret;
 pub mod store;
 pub mod view;

@@ -11,7 +11,7 @@ use ponte_node::consent::{self, ConsentScope, iso_day, parse_iso_day};
 use ponte_node::node::Node;
 use ponte_node::secret::LinkageSecret;
 use ponte_node::store::LocalConsent;
-use ponte_node::view::{RelationshipView, SubjectReportView};
+use ponte_node::view::{self, ConsentView, RelationshipView, SubjectReportView};
 use ponte_proto::schema::LinkageSchema;
 use ponte_proto::{v1, vocab};
 
@@ -117,8 +117,24 @@ enum Cmd {
         #[arg(long, value_name = "REASON")]
         break_glass: Option<String>,
     },
-    /// Keeps publishing queued changes every sync.interval_secs until stopped.
+    /// Keeps publishing queued changes every sync.interval_secs, and serves the case workers'
+    /// HTTPS API, web page, metrics and gRPC health on api.listen, until stopped.
+    ///
+    /// The API (https://HOST:PORT/): GET / is the Italian web page, /openapi.json the API's
+    /// document, /metrics Prometheus metrics, /healthz a liveness check; /api/v1/... needs a
+    /// system credential from `ponte-node credentials add`.
     Serve,
+    /// Registers, lists and removes the systems allowed to call the API (api.credentials_file).
+    ///
+    /// A system is a piece of software of this entity (cartella sociale, PUA or ADI software,
+    /// the web page's users) limited to some operator roles. It proves who it is with a bearer
+    /// credential (printed once; only its SHA-256 is stored) or a client certificate (only its
+    /// fingerprint is stored). A running `serve` reads the file at start: restart it after a
+    /// change.
+    Credentials {
+        #[command(subcommand)]
+        cmd: CredentialsCmd,
+    },
     /// Shows the last import report.
     Report,
     /// Counts records, relationships, consents and changes still queued for the coordinator.
@@ -182,6 +198,32 @@ enum ConsentCmd {
         /// Only this record's consents.
         record_id: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum CredentialsCmd {
+    /// Registers a system; prints its new bearer credential once (or registers --cert instead).
+    ///
+    /// Example: ponte-node credentials add cartella-sociale --roles assistente_sociale,operatore_pua
+    Add {
+        /// The system's id, `[a-z0-9-]` (e.g. cartella-sociale, pua-adi, pagina-web).
+        system_id: String,
+        /// Operator roles it may act for: assistente_sociale, operatore_pua, membro_uvm,
+        /// operatore_cot, mmg, referente_privacy.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "ROLE,...")]
+        roles: Vec<String>,
+        /// Authenticate with this client certificate (PEM) instead of a bearer credential. It must
+        /// chain to api.client_ca (default: tls.ca).
+        #[arg(long, value_name = "FILE.pem")]
+        cert: Option<PathBuf>,
+        /// Replace an existing registration of the same id (its old credential stops working).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Lists the registered systems (never their credentials).
+    List,
+    /// Removes a system: its credential or certificate stops working at the next `serve` start.
+    Remove { system_id: String },
 }
 
 #[derive(Subcommand)]
@@ -373,7 +415,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let r = node.store.get_record(record_id)?.with_context(|| format!("no record {record_id:?}"))?;
             let rels = node.store.relationships_of(record_id)?;
             let today = consent::today();
-            let consents: Vec<serde_json::Value> = node.store.consents_of(record_id)?.iter().map(|c| consent_json(c, today)).collect();
+            let consents: Vec<serde_json::Value> = node.store.consents_of(record_id)?.iter().map(|c| serde_json::json!(ConsentView::new(c, today))).collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"record": r.identity, "record_id": r.record_id, "relationships": rels, "consents": consents}))?
@@ -393,7 +435,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let c = node.give_consent(record_id, scope)?;
             if cli.json {
-                println!("{}", consent_json(&c, today));
+                println!("{}", serde_json::json!(ConsentView::new(&c, today)));
             } else {
                 println!("{}", c.consent_id);
                 eprintln!("consent recorded for record {record_id}: {}", consent_text(&c, today));
@@ -405,7 +447,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let before = node.store.get_consent(consent_id)?.and_then(|c| c.revoked_at);
             let c = node.revoke_consent(consent_id)?;
             if cli.json {
-                println!("{}", consent_json(&c, consent::today()));
+                println!("{}", serde_json::json!(ConsentView::new(&c, consent::today())));
             } else if let Some(at) = before {
                 println!("consent {consent_id} was already revoked on {}; nothing queued", consent::utc_time(at));
             } else {
@@ -426,7 +468,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let today = consent::today();
             for c in &consents {
                 if cli.json {
-                    println!("{}", consent_json(c, today));
+                    println!("{}", serde_json::json!(ConsentView::new(c, today)));
                 } else {
                     println!("{}\trecord {}\t{}", c.consent_id, c.record_id, consent_text(c, today));
                 }
@@ -502,7 +544,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Serve => {
             let node = load(&cli)?;
-            serve(&node).await?;
+            serve(node).await?;
+        }
+        Cmd::Credentials { cmd } => {
+            let cfg = NodeConfig::load(&cli.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            credentials_cmd(&cli, &cfg, cmd)?;
         }
         Cmd::WhoElse { record_id, relationship, purpose, role, operator, all, break_glass } => {
             let node = load(&cli)?;
@@ -587,49 +633,16 @@ fn consent_scope(
     })
 }
 
-fn wire_names<T>(values: &[i32], from_wire: fn(i32) -> Result<T, String>, name: fn(T) -> String) -> Vec<String> {
-    values.iter().map(|v| from_wire(*v).map(name).unwrap_or_else(|_| format!("#{v}"))).collect()
-}
-
-/// `valid`, `revoked`, `expired` or `not_yet_valid`, on `today`.
-fn consent_state(c: &LocalConsent, today: u32) -> &'static str {
-    if c.revoked_at.is_some() {
-        "revoked"
-    } else if c.valid_until < today {
-        "expired"
-    } else if c.valid_from > today {
-        "not_yet_valid"
-    } else {
-        "valid"
-    }
-}
-
-fn consent_json(c: &LocalConsent, today: u32) -> serde_json::Value {
-    serde_json::json!({
-        "consent_id": c.consent_id,
-        "record_id": c.record_id,
-        "categories": wire_names(&c.categories, vocab::ServiceCategoryName::from_wire, vocab::ServiceCategoryName::name),
-        "recipients": wire_names(&c.recipients, vocab::EntityType::from_wire, vocab::EntityType::name),
-        "purposes": wire_names(&c.purposes, vocab::PurposeName::from_wire, vocab::PurposeName::name),
-        "valid_from": iso_day(c.valid_from),
-        "valid_until": iso_day(c.valid_until),
-        "given_by": vocab::ConsentGiverName::from_wire(c.given_by).map(vocab::ConsentGiverName::name).unwrap_or_default(),
-        "recorded_at": consent::utc_time(c.recorded_at),
-        "revoked_at": c.revoked_at.map(consent::utc_time),
-        "state": consent_state(c, today),
-    })
-}
-
 fn consent_text(c: &LocalConsent, today: u32) -> String {
     let state = match c.revoked_at {
         Some(at) => format!("revoked {}", consent::utc_time(at)),
-        None => consent_state(c, today).replace('_', " "),
+        None => ConsentView::state(c, today).replace('_', " "),
     };
     format!(
         "{} → {} for {}, {} to {}, given by {} [{state}]",
-        wire_names(&c.categories, vocab::ServiceCategoryName::from_wire, vocab::ServiceCategoryName::name).join(","),
-        wire_names(&c.recipients, vocab::EntityType::from_wire, vocab::EntityType::name).join(","),
-        wire_names(&c.purposes, vocab::PurposeName::from_wire, vocab::PurposeName::name).join(","),
+        view::wire_names(&c.categories, vocab::ServiceCategoryName::from_wire, vocab::ServiceCategoryName::name).join(","),
+        view::wire_names(&c.recipients, vocab::EntityType::from_wire, vocab::EntityType::name).join(","),
+        view::wire_names(&c.purposes, vocab::PurposeName::from_wire, vocab::PurposeName::name).join(","),
         iso_day(c.valid_from),
         iso_day(c.valid_until),
         vocab::ConsentGiverName::from_wire(c.given_by).map(vocab::ConsentGiverName::name).unwrap_or_default(),
@@ -659,47 +672,151 @@ fn print_answer(cli: &Cli, anchor: &ponte_node::store::LocalRelationship, a: &v1
     Ok(())
 }
 
-async fn serve(node: &Node) -> Result<()> {
+fn credentials_cmd(cli: &Cli, cfg: &NodeConfig, cmd: &CredentialsCmd) -> Result<()> {
+    use ponte_node::credentials::{Credentials, System, new_token, sha256_hex};
+    let path = &cfg.api.credentials_file;
+    let mut creds = Credentials::load(path).map_err(anyhow::Error::msg)?;
+    match cmd {
+        CredentialsCmd::Add { system_id, roles, cert, replace } => {
+            let roles: Vec<String> = names(roles, vocab::OperatorRoleName::parse, "--roles")?.into_iter().map(vocab::OperatorRoleName::name).collect();
+            if creds.systems.iter().any(|s| &s.id == system_id) {
+                if !replace {
+                    anyhow::bail!("system {system_id:?} is already registered in {}; add --replace to issue a new credential (the old one stops working)", path.display());
+                }
+                creds.systems.retain(|s| &s.id != system_id);
+            }
+            let (token, token_sha256, cert_sha256) = match cert {
+                Some(file) => {
+                    let pem = ponte_proto::pki::load_cert_pem(file, "system client certificate (--cert)").map_err(anyhow::Error::msg)?;
+                    use rustls::pki_types::pem::PemObject;
+                    let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+                        .map_err(|e| anyhow::anyhow!("--cert {}: not a PEM certificate: {e}", file.display()))?;
+                    (None, None, Some(sha256_hex(&der)))
+                }
+                None => {
+                    let t = new_token();
+                    let h = sha256_hex(t.as_bytes());
+                    (Some(t), Some(h), None)
+                }
+            };
+            let system = System { id: system_id.clone(), roles, token_sha256, cert_sha256, created: consent::utc_time(consent::now_secs()) };
+            system.check().map_err(anyhow::Error::msg)?;
+            creds.systems.push(system);
+            creds.save(path).map_err(anyhow::Error::msg)?;
+            if cli.json {
+                println!("{}", serde_json::json!({"system_id": system_id, "credential": token, "file": path.display().to_string()}));
+            } else if let Some(t) = token {
+                println!("{t}");
+                eprintln!(
+                    "system {system_id} registered in {}. The line above is its credential: give it to the system now, it is not shown again \
+                     (send it as `Authorization: Bearer …`). Restart `serve` to use it.",
+                    path.display()
+                );
+            } else {
+                println!("system {system_id} registered with its client certificate in {}; restart `serve` to use it", path.display());
+            }
+        }
+        CredentialsCmd::List => {
+            if cli.json {
+                let v: Vec<serde_json::Value> = creds
+                    .systems
+                    .iter()
+                    .map(|s| serde_json::json!({"system_id": s.id, "roles": s.roles, "auth": if s.cert_sha256.is_some() { "client_certificate" } else { "bearer" }, "created": s.created}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else if creds.systems.is_empty() {
+                println!("no system registered in {} (add one with `ponte-node credentials add SYSTEM --roles …`)", path.display());
+            } else {
+                for s in &creds.systems {
+                    let auth = if s.cert_sha256.is_some() { "client certificate" } else { "bearer credential" };
+                    println!("{}\t{}\t{auth}\tregistered {}", s.id, s.roles.join(","), s.created);
+                }
+            }
+        }
+        CredentialsCmd::Remove { system_id } => {
+            let before = creds.systems.len();
+            creds.systems.retain(|s| &s.id != system_id);
+            if creds.systems.len() == before {
+                anyhow::bail!("no system {system_id:?} in {} (see `ponte-node credentials list`)", path.display());
+            }
+            creds.save(path).map_err(anyhow::Error::msg)?;
+            println!("system {system_id} removed; restart `serve` for it to take effect");
+        }
+    }
+    Ok(())
+}
+
+/// The outbox drain, and the API when `api.listen` is set, until SIGINT/SIGTERM.
+async fn serve(node: Node) -> Result<()> {
+    use std::sync::Arc;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let api_on = !node.config.api.listen.is_empty();
+    let shared = Arc::new(ponte_node::api::Shared::new(node, health));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let api = if api_on {
+        let shared = shared.clone();
+        let mut rx = stop_rx.clone();
+        Some(tokio::spawn(async move {
+            ponte_node::api::serve(shared, health_service, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+        }))
+    } else {
+        None
+    };
+    let node = &shared.node;
     let interval = std::time::Duration::from_secs(node.config.sync.interval_secs.max(1));
-    tracing::info!(node = %node.config.node_id, "sync loop started");
+    tracing::info!(node = %node.config.node_id, api = api_on, "sync loop started");
     let mut backoff = interval;
     loop {
+        if let Some(a) = &api
+            && a.is_finished()
+        {
+            break;
+        }
         if node.store.outbox_len() > 0 {
-            match client::connect(node).await {
-                Ok(mut c) => match client::publish_outbox(node, &mut c, |_| {}).await {
-                    Ok(o) => {
-                        tracing::info!(
-                            items = o.items_sent,
-                            withdrawals = o.withdrawals_sent,
-                            consents = o.consents_sent,
-                            revocations = o.revocations_sent,
-                            obscurings = o.obscurings_sent,
-                            deferred = o.deferred,
-                            "published"
-                        );
-                        // Only consents waiting for their references: no need to ask every tick.
-                        backoff = if o.deferred > 0 && o.handled() == o.deferred {
-                            (backoff * 2).min(std::time::Duration::from_secs(60))
-                        } else {
-                            interval
-                        };
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, queued = node.store.outbox_len(), "publish failed; will retry");
-                        backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
-                    }
-                },
+            match shared.publish_now().await {
+                Ok(o) => {
+                    tracing::info!(
+                        items = o.items_sent,
+                        withdrawals = o.withdrawals_sent,
+                        consents = o.consents_sent,
+                        revocations = o.revocations_sent,
+                        obscurings = o.obscurings_sent,
+                        deferred = o.deferred,
+                        "published"
+                    );
+                    // Only consents waiting for their references: no need to ask every tick.
+                    backoff = if o.deferred > 0 && o.handled() == o.deferred {
+                        (backoff * 2).min(std::time::Duration::from_secs(60))
+                    } else {
+                        interval
+                    };
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, queued = node.store.outbox_len(), "coordinator unreachable; will retry");
+                    tracing::warn!(error = %e, queued = node.store.outbox_len(), "publish failed; will retry");
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
                 }
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {},
-            _ = stop_signal() => { tracing::info!("stopping"); return Ok(()); }
+            _ = shared.wake.notified() => {},
+            _ = stop_signal() => { tracing::info!("stopping"); break; }
         }
     }
+    let _ = stop_tx.send(true);
+    if let Some(a) = api {
+        // A bind error or a bad TLS file ends the API at once: report it.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), a).await {
+            Ok(Ok(Err(e))) => return Err(e.context("the API stopped")),
+            Ok(Err(e)) => anyhow::bail!("the API task failed: {e}"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// SIGINT or SIGTERM.

@@ -256,6 +256,19 @@ impl NodeStore {
         Ok(v)
     }
 
+    /// Whether an upsert of this relationship is still queued.
+    pub fn is_queued(&self, relationship_id: &str) -> Result<bool> {
+        for kv in self.outbox.iter() {
+            let (_, val) = kv?;
+            if let Ok(OutboxOp::Upsert { relationship_id: r }) = serde_json::from_slice::<OutboxOp>(&val)
+                && r == relationship_id
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }

@@ -14,20 +14,30 @@ fn name<E>(r: Result<E, String>, f: fn(E) -> String) -> String {
 
 /// The service as a requester learns it: the category, or only its generalised group (then
 /// `service` is empty and `generalised` true).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ServiceView {
+    /// The service category (`cure_domiciliari`); empty when generalised.
     pub service: String,
+    /// The category's group (`assistenza_domiciliare`); always set.
     pub category_group: String,
+    /// Only the group is disclosed.
     pub generalised: bool,
+    /// In Italian: the category, or the group followed by "(generalizzata)".
+    pub service_label: String,
 }
 
 impl ServiceView {
     pub fn new(category: i32, group: i32) -> ServiceView {
         let service = name(vocab::ServiceCategoryName::from_wire(category), vocab::ServiceCategoryName::name);
+        let service_label = match v1::ServiceCategory::try_from(category) {
+            Ok(c) if !service.is_empty() => crate::labels::service(c).to_string(),
+            _ => format!("{} (generalizzata)", crate::labels::category_group(v1::CategoryGroup::try_from(group).unwrap_or_default())),
+        };
         ServiceView {
             generalised: service.is_empty(),
             category_group: name(vocab::CategoryGroupName::from_wire(group), vocab::CategoryGroupName::name),
             service,
+            service_label,
         }
     }
 
@@ -42,9 +52,12 @@ impl ServiceView {
 }
 
 /// One relationship of an answer or a report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RelationshipView {
+    /// `certain`, `probable` or `possible`.
     pub band: String,
+    /// `certa`, `probabile`, or `possibile corrispondenza — da verificare`.
+    pub band_label: String,
     pub entity_id: String,
     pub entity_name: String,
     pub entity_type: String,
@@ -53,15 +66,26 @@ pub struct RelationshipView {
     #[serde(flatten)]
     pub service: ServiceView,
     pub status: String,
+    /// In Italian.
+    pub status_label: String,
     /// `YYYY-MM`.
     pub since: String,
+    /// The entity holds the case manager role.
     pub case_manager: bool,
+    /// Whom to contact there: `sportello_pua`, `segreteria_unita` or `case_manager_unita`.
+    pub contact: String,
+    /// In Italian.
+    pub contact_label: String,
 }
 
 impl From<&v1::OtherRelationship> for RelationshipView {
     fn from(r: &v1::OtherRelationship) -> Self {
         RelationshipView {
             band: name(vocab::MatchBandName::from_wire(r.band), vocab::MatchBandName::name),
+            band_label: crate::labels::band(v1::MatchBand::try_from(r.band).unwrap_or_default()).to_string(),
+            status_label: crate::labels::status(v1::RelationshipStatus::try_from(r.status).unwrap_or_default()).to_string(),
+            contact: name(vocab::ContactRoleName::from_wire(r.contact), vocab::ContactRoleName::name),
+            contact_label: crate::labels::contact(v1::ContactRole::try_from(r.contact).unwrap_or_default()).to_string(),
             entity_id: r.entity_id.clone(),
             entity_name: r.entity_name.clone(),
             entity_type: name(vocab::EntityType::from_wire(r.entity_type), vocab::EntityType::name),
@@ -253,5 +277,66 @@ mod tests {
         assert_eq!(j["relationships"][0]["service"], "");
         assert_eq!(j["accesses"][0]["disclosed"][0]["generalised"], true);
         assert_eq!(j["receipt"], 9);
+    }
+}
+
+/// Names of raw wire values (`#N` for one that is not valid).
+pub fn wire_names<T>(values: &[i32], from_wire: fn(i32) -> Result<T, String>, name: fn(T) -> String) -> Vec<String> {
+    values.iter().map(|v| from_wire(*v).map(name).unwrap_or_else(|_| format!("#{v}"))).collect()
+}
+
+/// A consent recorded at this node, with its state on a given day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConsentView {
+    pub consent_id: String,
+    pub record_id: String,
+    /// Service categories that may be disclosed.
+    pub categories: Vec<String>,
+    /// Kinds of entity that may receive them.
+    pub recipients: Vec<String>,
+    pub purposes: Vec<String>,
+    /// `YYYY-MM-DD`.
+    pub valid_from: String,
+    /// `YYYY-MM-DD`, inclusive.
+    pub valid_until: String,
+    /// `interessato`, `rappresentante_legale` or `genitore`.
+    pub given_by: String,
+    /// `YYYY-MM-DD HH:MM UTC`.
+    pub recorded_at: String,
+    /// `YYYY-MM-DD HH:MM UTC`, when revoked.
+    pub revoked_at: Option<String>,
+    /// `valid`, `revoked`, `expired` or `not_yet_valid`.
+    pub state: String,
+}
+
+impl ConsentView {
+    pub fn new(c: &crate::store::LocalConsent, today: u32) -> ConsentView {
+        use crate::consent::{iso_day, utc_time};
+        ConsentView {
+            consent_id: c.consent_id.clone(),
+            record_id: c.record_id.clone(),
+            categories: wire_names(&c.categories, vocab::ServiceCategoryName::from_wire, vocab::ServiceCategoryName::name),
+            recipients: wire_names(&c.recipients, vocab::EntityType::from_wire, vocab::EntityType::name),
+            purposes: wire_names(&c.purposes, vocab::PurposeName::from_wire, vocab::PurposeName::name),
+            valid_from: iso_day(c.valid_from),
+            valid_until: iso_day(c.valid_until),
+            given_by: vocab::ConsentGiverName::from_wire(c.given_by).map(vocab::ConsentGiverName::name).unwrap_or_default(),
+            recorded_at: utc_time(c.recorded_at),
+            revoked_at: c.revoked_at.map(utc_time),
+            state: ConsentView::state(c, today).to_string(),
+        }
+    }
+
+    /// `valid`, `revoked`, `expired` or `not_yet_valid`, on `today`.
+    pub fn state(c: &crate::store::LocalConsent, today: u32) -> &'static str {
+        if c.revoked_at.is_some() {
+            "revoked"
+        } else if c.valid_until < today {
+            "expired"
+        } else if c.valid_from > today {
+            "not_yet_valid"
+        } else {
+            "valid"
+        }
     }
 }

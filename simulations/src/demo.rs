@@ -195,6 +195,8 @@ pub fn write_node_config(
         },
         sync: Default::default(),
         import: import.clone(),
+        // Off: several nodes share this machine; tests and the demo turn it on where they use it.
+        api: ponte_node::config::ApiConfig { listen: String::new(), ..Default::default() },
     };
     let path = dir.join("node.toml");
     std::fs::write(&path, toml::to_string_pretty(&cfg)?)?;
