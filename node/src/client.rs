@@ -188,7 +188,7 @@ async fn deliver(node: &Node, client: &mut FederationClient<Channel>, op: &Outbo
                 .map(|r| r.reference)
                 .collect();
             if references.is_empty() {
-                tracing::debug!(consent_id, record = %c.record_id, "the consent's record has no published relationship any more; dropped from the queue");
+                tracing::debug!(consent_id, "the consent's record has no published relationship any more; dropped from the queue");
                 out.dropped += 1;
                 return Ok(Delivery::Done);
             }

@@ -846,10 +846,15 @@ fn count_lines(path: &std::path::Path) -> u64 {
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PONTE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    // PONTE_LOG sets the level (default warn); PONTE_LOG_FORMAT=json writes one JSON object per
+    // line for log collectors. Logs carry no personal data: system ids, roles, purposes, counts.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PONTE_LOG").unwrap_or_else(|_| "warn".into());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("PONTE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        fmt.json().flatten_event(true).init();
+    } else {
+        fmt.init();
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
