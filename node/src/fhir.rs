@@ -50,8 +50,9 @@
 //! The output is linear in the size of the answer, which the gRPC message limit bounds.
 //!
 //! The Ponte URIs live under [`FHIR_BASE`] (`https://ponte.example/fhir`, a reserved example
-//! domain): stable names, not resolvable documents. Keys are written in FHIR element order,
-//! `resourceType` first, when serde_json keeps insertion order (it does in this workspace).
+//! domain): stable names, not resolvable documents. Properties are inserted in FHIR element
+//! order, `resourceType` first, but come out in serde_json's map order (alphabetical unless its
+//! `preserve_order` feature is on): FHIR JSON gives property order no meaning.
 
 use ponte_proto::v1::{self, MatchBand, PlanType, RelationshipStatus};
 use ponte_proto::vocab;
@@ -105,7 +106,8 @@ pub struct BundleContext {
     /// id and seeds the entries' `fullUrl`s.
     pub node_id: String,
     /// Absolute base URL of the node's API, e.g. `https://127.0.0.1:7800` (a trailing `/` is
-    /// ignored): the bundle's `meta.source` and the start of the `self` link. Empty: both left out.
+    /// ignored): the bundle's `meta.source` and the start of the `self` link. Empty (or with
+    /// whitespace inside, so not a URI): both left out.
     pub base_url: String,
     /// When the answer was received, in seconds since the Unix epoch: `Bundle.timestamp`.
     pub answered_at: u64,
@@ -179,7 +181,9 @@ pub fn who_else_bundle(answer: &v1::WhoElseAnswer, ctx: &BundleContext) -> Value
         }));
     }
 
-    let base = ctx.base_url.trim_end_matches('/');
+    let base = ctx.base_url.trim().trim_end_matches('/');
+    // Not a URI (FHIR's `uri` has no whitespace): no meta.source and no self link, never an invalid one.
+    let base = if base.contains(char::is_whitespace) { "" } else { base };
     let mut bundle = Map::new();
     bundle.insert("resourceType".into(), json!("Bundle"));
     if !base.is_empty() {
@@ -211,13 +215,28 @@ fn record_id(ctx: &BundleContext) -> Option<&str> {
 fn episode_of_care(r: &v1::OtherRelationship, ctx: &BundleContext) -> Value {
     let mut extensions = Vec::new();
     if let Ok(s) = vocab::StatusName::from_wire(r.status) {
-        extensions.push(coding_extension(RELATIONSHIP_STATUS_EXTENSION, RELATIONSHIP_STATUS_SYSTEM, vocab::StatusName::name(s), labels::status(s)));
+        extensions.push(coding_extension(
+            RELATIONSHIP_STATUS_EXTENSION,
+            RELATIONSHIP_STATUS_SYSTEM,
+            vocab::StatusName::name(s),
+            labels::status(s),
+        ));
     }
     if let Ok(c) = vocab::ContactRoleName::from_wire(r.contact) {
-        extensions.push(coding_extension(CONTACT_ROLE_EXTENSION, CONTACT_ROLE_SYSTEM, vocab::ContactRoleName::name(c), labels::contact(c)));
+        extensions.push(coding_extension(
+            CONTACT_ROLE_EXTENSION,
+            CONTACT_ROLE_SYSTEM,
+            vocab::ContactRoleName::name(c),
+            labels::contact(c),
+        ));
     }
     if let Ok(p) = vocab::PlanTypeName::from_wire(r.plan) {
-        extensions.push(coding_extension(PLAN_TYPE_EXTENSION, PLAN_TYPE_SYSTEM, vocab::PlanTypeName::name(p), plan_label(p)));
+        extensions.push(coding_extension(
+            PLAN_TYPE_EXTENSION,
+            PLAN_TYPE_SYSTEM,
+            vocab::PlanTypeName::name(p),
+            plan_label(p),
+        ));
     }
 
     let mut types = Vec::new();
@@ -242,7 +261,10 @@ fn episode_of_care(r: &v1::OtherRelationship, ctx: &BundleContext) -> Value {
     }
     match episode_of_care_status(r.status) {
         Some(status) => eoc.insert("status".into(), json!(status)),
-        None => eoc.insert("_status".into(), json!({ "extension": [{ "url": DATA_ABSENT_REASON_EXTENSION, "valueCode": "unknown" }] })),
+        None => eoc.insert(
+            "_status".into(),
+            json!({ "extension": [{ "url": DATA_ABSENT_REASON_EXTENSION, "valueCode": "unknown" }] }),
+        ),
     };
     if !types.is_empty() {
         eoc.insert("type".into(), Value::Array(types));
@@ -252,7 +274,10 @@ fn episode_of_care(r: &v1::OtherRelationship, ctx: &BundleContext) -> Value {
         eoc.insert("managingOrganization".into(), org);
     }
     if vocab::check_month(r.since_month).is_ok() {
-        eoc.insert("period".into(), json!({ "start": format!("{:04}-{:02}", r.since_month / 100, r.since_month % 100) }));
+        eoc.insert(
+            "period".into(),
+            json!({ "start": format!("{:04}-{:02}", r.since_month / 100, r.since_month % 100) }),
+        );
     }
     if r.case_manager {
         eoc.insert("careManager".into(), json!({ "type": "PractitionerRole", "display": case_manager_display(r) }));
@@ -266,7 +291,12 @@ fn managing_organization(r: &v1::OtherRelationship) -> Option<Value> {
     let (id, name, unit) = (r.entity_id.trim(), r.entity_name.trim(), r.unit.trim());
     let mut extensions = Vec::new();
     if let Ok(t) = vocab::EntityType::from_wire(r.entity_type) {
-        extensions.push(coding_extension(ENTITY_TYPE_EXTENSION, ENTITY_TYPE_SYSTEM, vocab::EntityType::name(t), labels::entity_type(t)));
+        extensions.push(coding_extension(
+            ENTITY_TYPE_EXTENSION,
+            ENTITY_TYPE_SYSTEM,
+            vocab::EntityType::name(t),
+            labels::entity_type(t),
+        ));
     }
     if !unit.is_empty() {
         extensions.push(json!({ "url": RESPONSIBLE_UNIT_EXTENSION, "valueString": unit }));
@@ -468,7 +498,10 @@ mod tests {
         let eoc = first_episode(&b);
         assert_eq!(eoc["resourceType"], "EpisodeOfCare");
         assert_eq!(eoc["status"], "active");
-        assert_eq!(eoc["type"][0]["coding"][0], json!({ "system": SERVICE_CATEGORY_SYSTEM, "code": "cure_domiciliari", "display": labels::service(ServiceCategory::CureDomiciliari) }));
+        assert_eq!(
+            eoc["type"][0]["coding"][0],
+            json!({ "system": SERVICE_CATEGORY_SYSTEM, "code": "cure_domiciliari", "display": labels::service(ServiceCategory::CureDomiciliari) })
+        );
         assert_eq!(eoc["type"][1]["coding"][0]["code"], "assistenza_domiciliare");
         assert_eq!(eoc["type"][1]["coding"][0]["system"], CATEGORY_GROUP_SYSTEM);
         assert_eq!(eoc["period"], json!({ "start": "2024-03" }));
@@ -476,7 +509,10 @@ mod tests {
         assert_eq!(org["identifier"], json!({ "system": NODE_ID_SYSTEM, "value": "asl-lecce" }));
         assert_eq!(org["display"], "ASL Lecce");
         assert_eq!(org["extension"][0]["valueCoding"]["code"], "asl");
-        assert_eq!(org["extension"][1], json!({ "url": RESPONSIBLE_UNIT_EXTENSION, "valueString": "distretto-lecce.adi" }));
+        assert_eq!(
+            org["extension"][1],
+            json!({ "url": RESPONSIBLE_UNIT_EXTENSION, "valueString": "distretto-lecce.adi" })
+        );
         assert_eq!(eoc["careManager"]["display"], "Case manager dell'unità distretto-lecce.adi (ASL Lecce)");
         assert_eq!(eoc["careManager"]["type"], "PractitionerRole");
         let ext = |url: &str| eoc["extension"].as_array().unwrap().iter().find(|x| x["url"] == url).cloned().unwrap();
@@ -517,7 +553,10 @@ mod tests {
             first_episode(&named)["patient"]["identifier"],
             json!({ "system": "https://ponte.example/fhir/NamingSystem/local-record/comune-lecce", "value": "P 12/3" })
         );
-        assert_eq!(named["link"], json!([{ "relation": "self", "url": "https://127.0.0.1:7800/api/v1/persons/P%2012%2F3/who-else" }]));
+        assert_eq!(
+            named["link"],
+            json!([{ "relation": "self", "url": "https://127.0.0.1:7800/api/v1/persons/P%2012%2F3/who-else" }])
+        );
         // A blank record id is no record id.
         let blank = who_else_bundle(&a, &BundleContext { record_id: Some("  ".into()), ..ctx() });
         assert_eq!(blank, anonymous);
@@ -539,16 +578,32 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0]["resource"]["resourceType"], "OperationOutcome");
         let bare = who_else_bundle(&v1::WhoElseAnswer::default(), &BundleContext { base_url: String::new(), ..ctx() });
-        assert_eq!(bare, json!({ "resourceType": "Bundle", "type": "searchset", "timestamp": "2026-11-23T00:28:16Z", "total": 0 }));
+        assert_eq!(
+            bare,
+            json!({ "resourceType": "Bundle", "type": "searchset", "timestamp": "2026-11-23T00:28:16Z", "total": 0 })
+        );
     }
 
     #[test]
     fn unknown_wire_values_leave_elements_out_instead_of_inventing_them() {
-        let r = v1::OtherRelationship { band: 9, status: 77, category: 1234, category_group: -3, entity_type: 8, contact: 5, plan: 6, since_month: 202413, ..Default::default() };
+        let r = v1::OtherRelationship {
+            band: 9,
+            status: 77,
+            category: 1234,
+            category_group: -3,
+            entity_type: 8,
+            contact: 5,
+            plan: 6,
+            since_month: 202413,
+            ..Default::default()
+        };
         let b = who_else_bundle(&answer(vec![r]), &ctx());
         let eoc = first_episode(&b);
         assert!(eoc.get("status").is_none());
-        assert_eq!(eoc["_status"]["extension"][0], json!({ "url": DATA_ABSENT_REASON_EXTENSION, "valueCode": "unknown" }));
+        assert_eq!(
+            eoc["_status"]["extension"][0],
+            json!({ "url": DATA_ABSENT_REASON_EXTENSION, "valueCode": "unknown" })
+        );
         for absent in ["type", "extension", "managingOrganization", "period", "careManager"] {
             assert!(eoc.get(absent).is_none(), "{absent}: {eoc}");
         }
@@ -621,7 +676,21 @@ mod tests {
             }
         }
         assert!(seen > 0);
-        for uri in [SERVICE_CATEGORY_SYSTEM, CATEGORY_GROUP_SYSTEM, RELATIONSHIP_STATUS_SYSTEM, ENTITY_TYPE_SYSTEM, CONTACT_ROLE_SYSTEM, PLAN_TYPE_SYSTEM, NODE_ID_SYSTEM, AUDIT_RECEIPT_SYSTEM, RELATIONSHIP_STATUS_EXTENSION, CONTACT_ROLE_EXTENSION, PLAN_TYPE_EXTENSION, ENTITY_TYPE_EXTENSION, RESPONSIBLE_UNIT_EXTENSION] {
+        for uri in [
+            SERVICE_CATEGORY_SYSTEM,
+            CATEGORY_GROUP_SYSTEM,
+            RELATIONSHIP_STATUS_SYSTEM,
+            ENTITY_TYPE_SYSTEM,
+            CONTACT_ROLE_SYSTEM,
+            PLAN_TYPE_SYSTEM,
+            NODE_ID_SYSTEM,
+            AUDIT_RECEIPT_SYSTEM,
+            RELATIONSHIP_STATUS_EXTENSION,
+            CONTACT_ROLE_EXTENSION,
+            PLAN_TYPE_EXTENSION,
+            ENTITY_TYPE_EXTENSION,
+            RESPONSIBLE_UNIT_EXTENSION,
+        ] {
             assert!(uri.starts_with(FHIR_BASE), "{uri}");
         }
     }

@@ -14,7 +14,7 @@ pub fn service(c: v1::ServiceCategory) -> &'static str {
         S::AssegnoDiInclusione => "Assegno di inclusione",
         S::ProntoInterventoSociale => "Pronto intervento sociale",
         S::ResidenzaFittizia => "Residenza fittizia",
-        S::CureDomiciliari => "Cure domiciliari (ADI)",
+        S::CureDomiciliari => "Cure domiciliari integrate",
         S::CurePalliative => "Cure palliative",
         S::ResidenzialeRsa => "Residenzialità (RSA)",
         S::CentroDiurno => "Centro diurno",

@@ -312,6 +312,19 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     let bundle: Value = r.json().await.unwrap();
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "searchset");
+    let (decoded, issues) = fhirkit::from_json::<fhirkit::r4::Bundle>(&bundle.to_string()).unwrap();
+    assert!(decoded.is_some() && issues.is_empty(), "the live bundle reads as FHIR R4: {issues:?}\n{bundle:#}");
+    assert_eq!(bundle["total"], 1, "{bundle:#}");
+    let episode = &bundle["entry"][0];
+    assert_eq!(episode["resource"]["resourceType"], "EpisodeOfCare");
+    assert_eq!(episode["resource"]["status"], "active");
+    assert_eq!(episode["resource"]["managingOrganization"]["display"], "Comune di Lecce");
+    assert_eq!(episode["resource"]["managingOrganization"]["identifier"]["value"], "comune-lecce");
+    assert!(episode["resource"]["careManager"]["display"].as_str().unwrap().contains("Case manager"));
+    assert_eq!(episode["resource"]["period"]["start"], "2024-01");
+    assert_eq!(episode["search"]["extension"][0]["url"], "http://hl7.org/fhir/StructureDefinition/match-grade");
+    assert_eq!(episode["search"]["extension"][0]["valueCode"], "certain");
+    assert!(!bundle.to_string().contains(&rossi()) && !bundle.to_string().contains("\"P1\""), "nobody is named in the bundle");
 
     // A search by codice fiscale, and a tolerant one (one letter wrong, particle written apart).
     let found: Value = client

@@ -166,9 +166,14 @@ fn asset(ct: &'static str, body: &'static str) -> Response {
 
 /// The FHIR R4 Bundle of a who-else answer.
 pub(crate) fn fhir_answer(state: &ApiState, answer: &ponte_proto::v1::WhoElseAnswer) -> serde_json::Value {
-    // TODO-FHIR: replaced by crate::fhir::who_else_bundle once the mapping module lands.
-    let _ = (state, answer);
-    serde_json::json!({"resourceType": "Bundle", "type": "searchset", "total": 0})
+    let ctx = crate::fhir::BundleContext {
+        node_id: state.shared.node.config.node_id.clone(),
+        base_url: state.base_url.clone(),
+        answered_at: crate::consent::now_secs(),
+        // Nobody is named in the bundle: the asker knows whom it asked about.
+        record_id: None,
+    };
+    crate::fhir::who_else_bundle(answer, &ctx)
 }
 
 async fn openapi_json(State(state): State<Arc<ApiState>>) -> Response {
