@@ -67,6 +67,9 @@ pub struct DemoSummary {
     /// intact.
     pub audit_entries: u64,
     pub audit_intact: bool,
+    /// The node's HTTPS API gave the same answer as the CLI, and the same as a FHIR Bundle (None
+    /// when the population had no suitable person).
+    pub api_consistent: Option<bool>,
 }
 
 /// The demo's four entities.
@@ -537,6 +540,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     // 8. Consent, data-subject access and the privacy officer, on one person.
     let officer = write_officer_config(dir, &certs, &coordinator.addr, "dpo-federazione")?;
     summary.consent_walkthrough = consent_walkthrough(opts, &configs, &truth, &by_person, &officer)?;
+    summary.api_consistent = api_walkthrough(opts, &configs, &truth, &by_person, &certs)?;
     drop(coordinator);
 
     // 9. The audit chain, verified offline.
@@ -550,6 +554,112 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     summary.audit_entries = out.split("intact: ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     say(&format!("⑨ {}", if summary.audit_intact { out.trim().to_string() } else { String::from_utf8_lossy(&verified.stderr).trim().to_string() }));
     Ok(summary)
+}
+
+/// A running `ponte-node serve`, stopped when dropped.
+struct ServeProcess(Child);
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        terminate(&mut self.0);
+    }
+}
+
+/// A Comune's case-worker software asks through its node's HTTPS API: a system credential, the
+/// operator's pseudonymous id and role, a who-else question in JSON and in FHIR R4. The answer
+/// must equal the CLI's for the same record. Returns None when no person fits.
+fn api_walkthrough(
+    opts: &DemoOptions,
+    configs: &[(String, PathBuf)],
+    truth: &[TruthRow],
+    by_person: &HashMap<u64, Vec<&TruthRow>>,
+    certs: &Path,
+) -> Result<Option<bool>> {
+    let Some((node_id, cfg)) = configs.iter().find(|(id, _)| id.starts_with("comune")) else { return Ok(None) };
+    let Some(t) = truth.iter().find(|t| {
+        &t.node_id == node_id
+            && t.status == "attiva"
+            && by_person[&t.person_id].iter().any(|o| &o.node_id != node_id && !is_t3(&o.service))
+    }) else {
+        return Ok(None);
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut node_cfg = ponte_node::config::NodeConfig::load(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    node_cfg.api.listen = format!("127.0.0.1:{port}");
+    std::fs::write(cfg, toml::to_string_pretty(&node_cfg)?)?;
+    let cred: serde_json::Value = serde_json::from_str(&node_cmd(
+        &opts.bin_dir,
+        cfg,
+        &["--json", "credentials", "add", "cartella-sociale", "--roles", "assistente_sociale,operatore_pua", "--replace"],
+    )?)?;
+    let credential = cred["credential"].as_str().context("no credential printed")?.to_string();
+    // The CLI's answer first: `serve` holds the node's store while it runs.
+    let cli: serde_json::Value = serde_json::from_str(&node_cmd(
+        &opts.bin_dir,
+        cfg,
+        &["--json", "who-else", &t.record_id, "--relationship", &t.relationship_id, "--operator", "op-demo-api"],
+    )?)?;
+    let log = cfg.with_file_name("serve.log");
+    let child = Command::new(opts.bin_dir.join("ponte-node"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("serve")
+        .env("PONTE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting ponte-node serve")?;
+    let _serve = ServeProcess(child);
+    let base = format!("https://localhost:{port}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.pem"))?)?;
+    let http = reqwest::blocking::Client::builder().add_root_certificate(ca).use_rustls_tls().timeout(Duration::from_secs(30)).build()?;
+    let start = Instant::now();
+    while !http.get(format!("{base}/healthz")).send().is_ok_and(|r| r.status().is_success()) {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("ponte-node serve did not come up; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ask = |accept: &str| -> Result<serde_json::Value> {
+        let r = http
+            .post(format!("{base}/api/v1/persons/{}/who-else", t.record_id))
+            .bearer_auth(&credential)
+            .header("X-Ponte-Operator", "op-demo-api")
+            .header("X-Ponte-Role", "operatore_pua")
+            .header("Accept", accept)
+            .json(&serde_json::json!({"purpose": "continuita_assistenziale", "relationship_id": t.relationship_id}))
+            .send()?;
+        let status = r.status();
+        let body: serde_json::Value = r.json()?;
+        anyhow::ensure!(status.is_success(), "the API answered {status}: {body}");
+        Ok(body)
+    };
+    let json = ask("application/json")?;
+    let fhir = ask("application/fhir+json")?;
+    let same = json["relationships"] == cli["answer"] && fhir["total"].as_u64() == json["relationships"].as_array().map(|a| a.len() as u64);
+    if opts.verbose {
+        println!("\n⑧b The same question from a case worker's software, through {node_id}'s HTTPS API ({base}):");
+        println!("    POST /api/v1/persons/{}/who-else  (Bearer credential, X-Ponte-Operator, X-Ponte-Role)", t.record_id);
+        for r in json["relationships"].as_array().into_iter().flatten() {
+            println!(
+                "    - {} ({}): {} — {} dal {} [{}]",
+                r["entity_name"].as_str().unwrap_or_default(),
+                r["entity_id"].as_str().unwrap_or_default(),
+                r["service_label"].as_str().unwrap_or_default(),
+                r["status_label"].as_str().unwrap_or_default(),
+                r["since"].as_str().unwrap_or_default(),
+                r["band_label"].as_str().unwrap_or_default()
+            );
+        }
+        println!(
+            "    with Accept: application/fhir+json: a FHIR R4 Bundle of {} EpisodeOfCare; {}",
+            fhir["total"],
+            if same { "the same answer as the CLI's" } else { "DIFFERENT from the CLI's answer" }
+        );
+        println!("    the page for case workers (/), the OpenAPI document (/openapi.json) and the metrics (/metrics) are served");
+        println!("    there too: keep the demo's state with --dir, run `ponte-node -c {} serve` and open {base}/", cfg.display());
+    }
+    Ok(Some(same))
 }
 
 /// The person's consent at the node holding a protected (T3) relationship lets a Comune see it
@@ -671,5 +781,10 @@ pub fn print_summary(s: &DemoSummary, dir: &Path) {
         s.audit_entries,
         if s.audit_intact { "intact" } else { "BROKEN" }
     );
+    match s.api_consistent {
+        Some(true) => println!("   node HTTPS API: the same answer as the CLI, in JSON and as a FHIR R4 Bundle"),
+        Some(false) => println!("   node HTTPS API: FAILED (a different answer from the CLI's)"),
+        None => println!("   node HTTPS API: no suitable person in this population"),
+    }
     println!("   all state (certificates, exports, node and coordinator data, logs): {}", dir.display());
 }

@@ -157,6 +157,7 @@ fn run() -> anyhow::Result<()> {
                 anyhow::ensure!(s.audit_intact, "the coordinator's audit chain did not verify");
                 anyhow::ensure!(s.t3_shown == 0, "a protected relationship was shown without consent");
                 anyhow::ensure!(s.consent_walkthrough != Some(false), "the consent walk-through did not behave as the policy says");
+                anyhow::ensure!(s.api_consistent != Some(false), "the node's HTTPS API answered differently from the CLI");
                 Ok(())
             });
             if let Some(t) = temp {
