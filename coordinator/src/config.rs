@@ -31,6 +31,58 @@ pub struct CoordinatorConfig {
     #[serde(default)]
     pub policy_file: Option<PathBuf>,
     pub tls: TlsConfig,
+    /// The Prometheus metrics endpoint (`[metrics]`); on by default, on loopback.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where the coordinator serves `GET /metrics` (Prometheus text format) over plain
+/// HTTP. The endpoint has no authentication and no TLS: it serves counts and timings only (no
+/// personal data, no references, record or operator ids), but keep it on loopback or a
+/// management network that only the monitoring system reaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the metrics endpoint; port 0 picks a free port (logged at start); `""`
+    /// serves no metrics. When absent: [`DEFAULT_METRICS_LISTEN`], and if that address is
+    /// taken the coordinator serves without metrics and logs a warning. An address written here
+    /// must be free, or the coordinator does not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// The metrics endpoint when `[metrics] listen` is absent.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7701";
+
+/// Where to serve metrics, as [`MetricsConfig`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    /// `listen = ""`.
+    Off,
+    /// No `listen`: the default address, given up with a warning if it is taken.
+    Default(std::net::SocketAddr),
+    /// `listen` names an address: it must be free.
+    Configured(std::net::SocketAddr),
+}
+
+impl MetricsConfig {
+    /// No metrics endpoint (for tests and embedded coordinators).
+    pub fn off() -> MetricsConfig {
+        MetricsConfig { listen: Some(String::new()) }
+    }
+
+    /// The endpoint's address, checked.
+    pub fn address(&self) -> Result<MetricsListen, String> {
+        let parse = |s: &str| {
+            s.parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("[metrics] listen = {s:?} is not an address like {DEFAULT_METRICS_LISTEN} ({e}); write \"\" to serve no metrics"))
+        };
+        match self.listen.as_deref().map(str::trim) {
+            None => Ok(MetricsListen::Default(parse(DEFAULT_METRICS_LISTEN)?)),
+            Some("") => Ok(MetricsListen::Off),
+            Some(s) => Ok(MetricsListen::Configured(parse(s)?)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +133,7 @@ impl CoordinatorConfig {
         cfg.listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| format!("{}: listen = {:?} is not an address like 127.0.0.1:7700 ({e})", path.display(), cfg.listen))?;
+        cfg.metrics.address().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(cfg)
     }
 
@@ -101,4 +154,44 @@ pub fn load_model(p: &Path) -> Result<crate::scoring::FsModel, String> {
     }
     let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
     crate::scoring::FsModel::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<CoordinatorConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, format!("listen = \"127.0.0.1:7700\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n{extra}")).unwrap();
+        CoordinatorConfig::load(&path)
+    }
+
+    #[test]
+    fn metrics_default_to_loopback_and_can_be_moved_or_turned_off() {
+        let cfg = load("").unwrap();
+        assert_eq!(cfg.metrics.address(), Ok(MetricsListen::Default("127.0.0.1:7701".parse().unwrap())));
+        let cfg = load("[metrics]\nlisten = \"0.0.0.0:9101\"\n").unwrap();
+        assert_eq!(cfg.metrics.address(), Ok(MetricsListen::Configured("0.0.0.0:9101".parse().unwrap())));
+        let cfg = load("[metrics]\nlisten = \"\"\n").unwrap();
+        assert_eq!(cfg.metrics.address(), Ok(MetricsListen::Off));
+        assert_eq!(MetricsConfig::off().address(), Ok(MetricsListen::Off));
+    }
+
+    #[test]
+    fn a_bad_metrics_address_or_key_says_what_to_write() {
+        let e = load("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(e.contains("[metrics] listen = \"localhost\" is not an address") && e.contains("127.0.0.1:7701"), "{e}");
+        let e = load("[metrics]\nport = 7701\n").unwrap_err();
+        assert!(e.contains("unknown field") && e.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn a_config_written_back_keeps_the_metrics_setting() {
+        for extra in ["", "[metrics]\nlisten = \"\"\n", "[metrics]\nlisten = \"127.0.0.1:0\"\n"] {
+            let cfg = load(extra).unwrap();
+            let again: CoordinatorConfig = toml::from_str(&toml::to_string_pretty(&cfg).unwrap()).unwrap();
+            assert_eq!(again.metrics, cfg.metrics);
+        }
+    }
 }

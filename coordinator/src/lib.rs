@@ -4,7 +4,8 @@
 //! Pure core: [`model`] (checked values), [`linker`] (scoring, link graph, clusters), [`answer`]
 //! (what a question may see), [`audit`] (the hash chain), [`scoring`] and [`estimate`] (the
 //! matching model and its re-estimation on the federation's own encodings). Edges: [`storage`]
-//! (sled) and [`service`] (tonic, identity from certificates). This crate does not depend on
+//! (sled), [`service`] (tonic, identity from certificates) and [`metrics`] (Prometheus names,
+//! closed label sets, the plain-HTTP `/metrics` endpoint on axum). This crate does not depend on
 //! the node's encoder and never receives the linkage secret: it cannot encode.
 
 pub mod answer;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod estimate;
 pub mod kernel;
 pub mod linker;
+pub mod metrics;
 pub mod model;
 pub mod officer;
 pub mod policy;

@@ -303,6 +303,8 @@ pub struct BatchStats {
     pub scored_pairs: u64,
     /// Links made.
     pub links: u64,
+    /// Links made by band: certain, probable, possible (they sum to `links`).
+    pub links_by_band: [u64; 3],
     /// Whether the bulk (bucket) path ran.
     pub bulk_path: bool,
 }
@@ -380,6 +382,11 @@ impl Linker {
     /// Items indexed under each key epoch.
     pub fn epoch_counts(&self) -> Vec<(u32, usize)> {
         self.epochs.iter().map(|(e, ix)| (*e, ix.count)).collect()
+    }
+
+    /// Number of links (each pair once), of every band.
+    pub fn link_count(&self) -> usize {
+        self.adjacency.values().map(Vec::len).sum::<usize>() / 2
     }
 
     /// Estimated bytes held by the indexes, the link graph and the cluster table.
@@ -528,6 +535,9 @@ impl Linker {
             stats.comparisons += comparisons;
             stats.scored_pairs += pairs.len() as u64;
             stats.links += links.len() as u64;
+            for (_, _, band) in &links {
+                stats.links_by_band[*band as usize - 1] += 1;
+            }
             stats.bulk_path |= bulk;
             new_links.extend(links);
         }

@@ -21,15 +21,34 @@ use ponte_proto::schema::LinkageSchema;
 /// consent-aware who-else questions. Every connection is mutual TLS; it never holds the
 /// linkage secret.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = LOGS_HELP)]
 struct Cli {
+    /// Log format on stderr: text (for people) or json (one JSON object per line, for log
+    /// collectors).
+    #[arg(long, global = true, env = "PONTE_LOG_FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+const LOGS_HELP: &str = "Logs go to stderr. PONTE_LOG sets what is logged (a tracing filter: info by default, \
+debug for more); PONTE_LOG_FORMAT=json (or --log-format json) writes one JSON object per line. No log line \
+carries personal data, encodings, references of items, operator ids or secrets.";
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, message and fields at the top level.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serves the Federation gRPC service (with health and reflection) until SIGINT/SIGTERM.
+    /// Serves the Federation and Governance gRPC services (with health and reflection) until
+    /// SIGINT/SIGTERM, and Prometheus metrics over plain HTTP.
+    #[command(long_about = SERVE_ABOUT)]
     Serve {
         /// Configuration file (TOML; see README "Coordinator configuration").
         #[arg(long, short, default_value = "coordinator.toml")]
@@ -58,6 +77,20 @@ enum Cmd {
         cmd: ParamsCmd,
     },
 }
+
+const SERVE_ABOUT: &str = "Serves the Federation gRPC service (nodes) and the Governance gRPC service \
+(privacy officers), with gRPC health and reflection, over mutual TLS on `listen`, until SIGINT/SIGTERM.
+
+Prometheus metrics (questions, answers, refusals by reason, disclosures, publish batches, links \
+found, latencies, queue depth, what the store holds) are served as `GET /metrics` over plain HTTP \
+on `[metrics] listen` — by default 127.0.0.1:7701 (if that address is taken, the coordinator serves \
+without metrics and logs a warning); port 0 picks a free port; listen = \"\" serves no metrics. \
+The endpoint has no authentication: its labels are purposes, entity types, refusal reasons and \
+node ids, never references, record or operator ids, but keep it on loopback or a management \
+network.
+
+Logs go to stderr: PONTE_LOG sets the filter (info by default), PONTE_LOG_FORMAT=json (or \
+--log-format json) writes one JSON object per line for a log collector.";
 
 #[derive(Subcommand)]
 enum ParamsCmd {
@@ -399,13 +432,13 @@ fn policy_cmd(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logs() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PONTE_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PONTE_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -626,11 +659,17 @@ fn params_estimate(args: EstimateArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    init_logs();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let format = cli.log_format;
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ponte-coordinator: {e:#}");
+            // With JSON logs, stderr holds JSON lines only: the error is one of them.
+            match format {
+                LogFormat::Text => eprintln!("ponte-coordinator: {e:#}"),
+                LogFormat::Json => tracing::error!("ponte-coordinator: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

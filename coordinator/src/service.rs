@@ -22,12 +22,14 @@ use ponte_proto::vocab;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::answer::{self, Candidate};
 use crate::audit::{Entry, Event, Record};
 use crate::config::CoordinatorConfig;
 use crate::linker::{ClusterId, ItemId, LinkChange, Linker, LinkerParams, Publish};
+use crate::metrics;
 use crate::model::{self, ItemKey, StoredItem};
 use crate::policy::{self, Consent, Disclosure, Policy};
 use crate::storage::{ConsentRow, PolicyRow, Store};
@@ -120,7 +122,15 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// How a question that was not answered ended: refused (with the reason counted in the
+/// metrics) or failed (storage).
+enum QuestionFailure {
+    Refused(metrics::RefusalReason, Status),
+    Error(Status),
+}
+
 fn internal(e: anyhow::Error) -> Status {
+    metrics::storage_failure();
     tracing::error!(error = %e, "storage failure");
     Status::internal("the coordinator could not store the change; nothing was acknowledged, retry later")
 }
@@ -232,8 +242,17 @@ impl Coordinator {
         })
     }
 
+    /// The state, for one request at a time. A request that has to wait counts in the queue
+    /// gauge while it waits.
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let _waiting = metrics::Waiting::start();
+                self.state.lock().unwrap_or_else(|p| p.into_inner())
+            }
+        }
     }
 
     fn audit_with(store: &Store, state: &mut State, actor: &str, role: &str, event: Event) -> Result<Entry> {
@@ -254,8 +273,26 @@ impl Coordinator {
         Self::audit_with(&self.store, state, &who.id, who.role.name(), event)
     }
 
-    /// Applies a publish batch; returns its ack once the batch is durable.
+    /// Applies a publish batch; returns its ack once the batch is durable. Counted in the
+    /// metrics by outcome.
     pub fn publish(&self, who: &PeerIdentity, batch: v1::PublishBatch) -> Result<v1::PublishAck, Status> {
+        let started = std::time::Instant::now();
+        match self.apply_batch(who, batch) {
+            Ok((ack, outcome)) => {
+                metrics::batch(&who.id, outcome, started.elapsed());
+                Ok(ack)
+            }
+            Err(status) => {
+                let outcome = if status.code() == tonic::Code::Internal { metrics::BatchOutcome::Error } else { metrics::BatchOutcome::Refused };
+                metrics::batch(&who.id, outcome, started.elapsed());
+                Err(status)
+            }
+        }
+    }
+
+    /// [`Coordinator::publish`] without the accounting: the ack, and whether the batch was
+    /// stored (with what linking it did) or replayed.
+    fn apply_batch(&self, who: &PeerIdentity, batch: v1::PublishBatch) -> Result<(v1::PublishAck, metrics::BatchOutcome), Status> {
         let entity_type = node_entity(who)?;
         same_node(who, &batch.node_id)?;
         let fp = Fingerprint::from_slice(&batch.schema_fingerprint).ok_or_else(|| {
@@ -290,7 +327,7 @@ impl Coordinator {
         let maybe_seen = self.recent_batches.lock().unwrap_or_else(|p| p.into_inner()).check(&batch_tag);
         if maybe_seen
             && let Some((accepted, links)) = self.store.batch_ack(&who.id, batch.batch_id).map_err(internal)? {
-                return Ok(v1::PublishAck { batch_id: batch.batch_id, accepted, links_found: links });
+                return Ok((v1::PublishAck { batch_id: batch.batch_id, accepted, links_found: links }, metrics::BatchOutcome::Replayed));
             }
         let accepted = checked.len() as u32;
         let mut state = self.lock();
@@ -310,7 +347,15 @@ impl Coordinator {
         }
         let publish: Vec<Publish<'_>> =
             checked.iter().zip(&assigned).map(|(p, &id)| Publish { id, revision: p.revision, encoding: &p.encoding }).collect();
+        let linking = std::time::Instant::now();
         let changes = state.linker.publish_batch(&publish).map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let stats = state.linker.last_batch();
+        let linked = metrics::Linked {
+            items: accepted as u64,
+            links_by_band: stats.links_by_band,
+            comparisons: stats.comparisons,
+            link_time: linking.elapsed(),
+        };
         drop(publish);
         let change_of: HashMap<ItemId, LinkChange> = changes.into_iter().collect();
         for (p, id) in checked.into_iter().zip(assigned) {
@@ -354,7 +399,7 @@ impl Coordinator {
         drop(state);
         self.recent_batches.lock().unwrap_or_else(|p| p.into_inner()).set(&batch_tag);
         tracing::info!(node = %who.id, batch = batch.batch_id, accepted, links_found, "batch stored");
-        Ok(v1::PublishAck { batch_id: batch.batch_id, accepted, links_found })
+        Ok((v1::PublishAck { batch_id: batch.batch_id, accepted, links_found }, metrics::BatchOutcome::Stored(linked)))
     }
 
     pub fn update_relationship(&self, who: &PeerIdentity, req: v1::UpdateRelationshipRequest) -> Result<v1::Ack, Status> {
@@ -375,6 +420,7 @@ impl Coordinator {
         if let Some(item) = state.items.get_mut(&id) {
             item.relationship = rel;
         }
+        metrics::relationship_updated();
         Ok(v1::Ack { affected: 1 })
     }
 
@@ -405,6 +451,7 @@ impl Coordinator {
         let references = req.references.iter().map(|r| ItemKey { node: who.id.clone(), reference: r.clone() }.label()).collect();
         self.audit(&mut state, who, Event::Withdrawn { references }).map_err(internal)?;
         self.store.flush().map_err(internal)?;
+        metrics::items_withdrawn(&who.id, affected.into());
         Ok(v1::Ack { affected })
     }
 
@@ -423,17 +470,45 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Answers a who-else question, or refuses it; both are audited.
+    /// Answers a who-else question, or refuses it; both are audited (a question refused for
+    /// malformed values or a wrong node id is refused before it is a question, and is not).
+    /// Counted in the metrics by outcome.
     pub fn who_else(&self, who: &PeerIdentity, q: v1::WhoElseQuestion) -> Result<v1::WhoElseAnswer, Status> {
-        let entity = node_entity(who)?;
-        same_node(who, &q.node_id)?;
-        vocab::check_reference(&q.anchor_reference).map_err(|e| Status::invalid_argument(format!("anchor_reference: {e}")))?;
-        vocab::check_operator_id(&q.operator_id).map_err(|e| Status::invalid_argument(format!("operator_id: {e}")))?;
-        let purpose = vocab::PurposeName::from_wire(q.purpose).map_err(Status::invalid_argument)?;
-        let role = vocab::OperatorRoleName::from_wire(q.operator_role).map_err(Status::invalid_argument)?;
+        let started = std::time::Instant::now();
+        let purpose = vocab::PurposeName::from_wire(q.purpose).ok();
+        let requester = node_entity(who).ok();
+        metrics::question_received(purpose, requester);
+        match self.decide_question(who, q) {
+            Ok((answer, shown, break_glass)) => {
+                metrics::question_answered(purpose, requester, shown, break_glass, started.elapsed());
+                Ok(answer)
+            }
+            Err(QuestionFailure::Refused(reason, status)) => {
+                metrics::question_refused(reason, started.elapsed());
+                Err(status)
+            }
+            Err(QuestionFailure::Error(status)) => {
+                metrics::question_failed(started.elapsed());
+                Err(status)
+            }
+        }
+    }
+
+    /// [`Coordinator::who_else`] without the accounting: the answer, what it shows and whether
+    /// it was break-glass.
+    fn decide_question(&self, who: &PeerIdentity, q: v1::WhoElseQuestion) -> Result<(v1::WhoElseAnswer, metrics::Shown, bool), QuestionFailure> {
+        use metrics::RefusalReason::{InvalidRequest, WrongNode};
+        let wrong_node = |status| QuestionFailure::Refused(WrongNode, status);
+        let invalid = |e: String| QuestionFailure::Refused(InvalidRequest, Status::invalid_argument(e));
+        let entity = node_entity(who).map_err(wrong_node)?;
+        same_node(who, &q.node_id).map_err(wrong_node)?;
+        vocab::check_reference(&q.anchor_reference).map_err(|e| invalid(format!("anchor_reference: {e}")))?;
+        vocab::check_operator_id(&q.operator_id).map_err(|e| invalid(format!("operator_id: {e}")))?;
+        let purpose = vocab::PurposeName::from_wire(q.purpose).map_err(invalid)?;
+        let role = vocab::OperatorRoleName::from_wire(q.operator_role).map_err(invalid)?;
         let break_glass = match q.break_glass_reason {
             0 => None,
-            r => Some(vocab::BreakGlassReasonName::from_wire(r).map_err(Status::invalid_argument)?),
+            r => Some(vocab::BreakGlassReasonName::from_wire(r).map_err(invalid)?),
         };
         let anchor_key = ItemKey { node: who.id.clone(), reference: q.anchor_reference.clone() };
         let question = policy::Question {
@@ -451,26 +526,34 @@ impl Coordinator {
         let cluster = anchor_id.and_then(|id| state.linker.cluster_of(id));
         let names = (vocab::PurposeName::name(purpose), vocab::OperatorRoleName::name(role));
         let policy = state.policy.clone();
-        if let Err(refusal) = policy::check_question(&policy, &question, anchor_rel.as_ref()) {
-            let entry = self
-                .audit(
-                    &mut state,
-                    who,
-                    Event::WhoElseRefused {
-                        purpose: names.0,
-                        operator_role: names.1,
-                        operator_id: q.operator_id.clone(),
-                        anchor: anchor_key.label(),
-                        reason: refusal.to_string(),
-                        cluster,
-                    },
-                )
-                .map_err(internal)?;
-            tracing::info!(node = %who.id, receipt = entry.sequence, "who-else refused");
-            return Err(Status::permission_denied(format!("{refusal} (audit receipt {})", entry.sequence)));
-        }
-        let anchor_id = anchor_id.expect("checked by check_question");
+        let checked = policy::check_question(&policy, &question, anchor_rel.as_ref()).and_then(|()| anchor_id.ok_or(policy::Refusal::AnchorNotHeld));
+        let anchor_id = match checked {
+            Ok(id) => id,
+            Err(refusal) => {
+                let reason = metrics::RefusalReason::of(&refusal);
+                let entry = self
+                    .audit(
+                        &mut state,
+                        who,
+                        Event::WhoElseRefused {
+                            purpose: names.0,
+                            operator_role: names.1,
+                            operator_id: q.operator_id.clone(),
+                            anchor: anchor_key.label(),
+                            reason: refusal.to_string(),
+                            cluster,
+                        },
+                    )
+                    .map_err(|e| QuestionFailure::Error(internal(e)))?;
+                tracing::info!(node = %who.id, receipt = entry.sequence, reason = reason.label(), "who-else refused");
+                return Err(QuestionFailure::Refused(reason, Status::permission_denied(format!("{refusal} (audit receipt {})", entry.sequence))));
+            }
+        };
         let (relationships, shown) = Self::shaped(&state, &policy, &question, anchor_id);
+        let counts = metrics::Shown {
+            full: shown.iter().filter(|(_, d)| *d == Disclosure::Full).count() as u64,
+            generalised: shown.iter().filter(|(_, d)| *d == Disclosure::Generalised).count() as u64,
+        };
         let (shown, shown_as) = audit_shown(&state, &shown);
         let entry = self
             .audit(
@@ -487,17 +570,19 @@ impl Coordinator {
                     break_glass: break_glass.map(vocab::BreakGlassReasonName::name),
                 },
             )
-            .map_err(internal)?;
+            .map_err(|e| QuestionFailure::Error(internal(e)))?;
         if break_glass.is_some() {
             let officers = policy.break_glass_notify().to_vec();
             tracing::warn!(node = %who.id, receipt = entry.sequence, officers = ?officers, "break-glass question answered; privacy officers notified");
-            self.audit(&mut state, who, Event::BreakGlassNotified { officers, question: entry.sequence }).map_err(internal)?;
+            self.audit(&mut state, who, Event::BreakGlassNotified { officers, question: entry.sequence })
+                .map_err(|e| QuestionFailure::Error(internal(e)))?;
         }
-        Ok(v1::WhoElseAnswer {
+        let answer = v1::WhoElseAnswer {
             relationships,
             notice: ponte_proto::ANSWER_NOTICE.to_string(),
             receipt: Some(v1::AuditReceipt { sequence: entry.sequence, entry_hash: entry.hash }),
-        })
+        };
+        Ok((answer, counts, break_glass.is_some()))
     }
 
     /// The answer to `question` about `anchor`'s person under `policy`, and what was shown.
@@ -545,6 +630,7 @@ impl Coordinator {
         let event = Event::ConsentRecorded { consent: row.consent.label.clone(), reference: row.reference.label() };
         state.index_consent(&who.id, &c.consent_id, row);
         self.audit(&mut state, who, event).map_err(internal)?;
+        metrics::consent_recorded();
         Ok(v1::Ack { affected: 1 })
     }
 
@@ -558,6 +644,9 @@ impl Coordinator {
         let existed = state.unindex_consent(&(who.id.clone(), r.consent_id.clone())).is_some();
         self.store.remove_consent(&who.id, &r.consent_id).map_err(internal)?;
         self.audit(&mut state, who, Event::ConsentRevoked { consent: format!("{}/{}", who.id, r.consent_id) }).map_err(internal)?;
+        if existed {
+            metrics::consent_revoked();
+        }
         Ok(v1::Ack { affected: existed as u32 })
     }
 
@@ -580,6 +669,7 @@ impl Coordinator {
             item.obscured = r.obscured;
         }
         self.audit(&mut state, who, Event::ObscuringChanged { item: key.label(), obscured: r.obscured }).map_err(internal)?;
+        metrics::obscuring_changed(r.obscured);
         Ok(v1::Ack { affected: 1 })
     }
 
@@ -681,6 +771,7 @@ impl Coordinator {
         let entry = self
             .audit(&mut state, who, Event::SubjectReported { reference: key.label(), operator_id: r.operator_id.clone(), accesses: accesses.len() })
             .map_err(internal)?;
+        metrics::subject_report();
         Ok(v1::SubjectReport {
             relationships,
             accesses,
@@ -720,7 +811,8 @@ impl Coordinator {
         let entry = self
             .audit(&mut state, who, Event::PolicyLoaded { version: row.version.clone(), sha256: row.sha256.clone(), previous, changes })
             .map_err(internal)?;
-        tracing::info!(officer = %who.id, version = %row.version, "policy loaded live");
+        metrics::policy_reloaded();
+        tracing::info!(version = %row.version, receipt = entry.sequence, "policy loaded live by a privacy officer (the audit entry names who)");
         Ok(Self::policy_status(&row, warnings, Some(&entry), false))
     }
 
@@ -812,6 +904,7 @@ impl Coordinator {
         let entry = self
             .audit(&mut state, who, Event::Explained { target: target_key.label(), question: r.receipt_sequence, disclosed })
             .map_err(internal)?;
+        metrics::explanation();
         Ok(v1::Explanation {
             disclosed,
             disclosure: match disclosure {
@@ -857,6 +950,7 @@ impl Coordinator {
             .collect::<Result<_, Status>>()?;
         let described = serde_json::to_string(&filter).unwrap_or_default();
         self.audit(&mut state, who, Event::AuditQueried { filter: described, returned: page.len() }).map_err(internal)?;
+        metrics::audit_query();
         Ok(v1::AuditPage { entries: page, truncated })
     }
 
@@ -884,6 +978,7 @@ impl Coordinator {
         references.sort();
         Self::audit_with(&self.store, &mut state, SELF_ACTOR, SELF_ACTOR, Event::RetentionExpired { references, closed_months: months })?;
         self.store.flush()?;
+        metrics::retention_expired(expired.len() as u64);
         tracing::info!(removed = expired.len(), closed_months = months, "retention: closed relationships removed");
         Ok(expired.len())
     }
@@ -906,6 +1001,21 @@ impl Coordinator {
     pub fn cluster_of(&self, key: &ItemKey) -> Option<crate::linker::ClusterId> {
         let state = self.lock();
         state.ids.get(key).and_then(|&id| state.linker.cluster_of(id))
+    }
+
+    /// What the coordinator holds, for the store gauges. Counting persons and links reads the
+    /// whole link graph (linear in the items), under the state lock.
+    pub fn holdings(&self) -> metrics::Holdings {
+        let state = self.lock();
+        metrics::Holdings {
+            items: state.linker.len(),
+            encodings_by_epoch: state.linker.epoch_counts(),
+            persons: state.linker.cluster_count(),
+            links: state.linker.link_count(),
+            consents: state.consents.len(),
+            audit_entries: state.audit_head.as_ref().map_or(0, |(sequence, _)| sequence + 1),
+            index_bytes: state.linker.memory_bytes(),
+        }
     }
 
     /// Items indexed and persons (clusters) they form.
@@ -995,7 +1105,8 @@ fn consent_from_wire(who: &PeerIdentity, c: &v1::ConsentAssertion) -> Result<Con
 
 fn same_node(who: &PeerIdentity, claimed: &str) -> Result<(), Status> {
     if claimed != who.id {
-        tracing::warn!(certificate = %who.id, claimed, "request names another node");
+        // What the request claims is not logged: it is unchecked input.
+        tracing::warn!(certificate = %who.id, "request made as another node than the certificate's; refused");
         return Err(Status::permission_denied(format!(
             "the certificate identifies node '{}' but the request is made as node '{claimed}': a node may only publish and ask as itself",
             who.id
@@ -1174,7 +1285,8 @@ fn role_allowed(path: &str, role: &Role) -> Result<(), String> {
     Ok(())
 }
 
-/// A tower layer that authenticates every request by its client certificate.
+/// A tower layer that authenticates every request by its client certificate, and counts the
+/// requests in flight and the refusals per service (metrics).
 #[derive(Clone, Default)]
 pub struct AuthLayer;
 
@@ -1190,15 +1302,17 @@ pub struct Auth<S> {
     inner: S,
 }
 
-fn identify<B>(req: &http::Request<B>) -> Result<PeerIdentity, Status> {
+fn identify<B>(req: &http::Request<B>) -> Result<PeerIdentity, (metrics::AuthRefusal, Status)> {
     let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
     let certs = info.and_then(|i| i.peer_certs());
     let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
-        return Err(Status::unauthenticated(
-            "no client certificate: every caller must present a certificate issued by the federation's CA (mutual TLS)",
+        return Err((
+            metrics::AuthRefusal::NoCertificate,
+            Status::unauthenticated("no client certificate: every caller must present a certificate issued by the federation's CA (mutual TLS)"),
         ));
     };
-    identity_from_der(leaf).map_err(|e| Status::unauthenticated(format!("client certificate refused: {e}")))
+    identity_from_der(leaf)
+        .map_err(|e| (metrics::AuthRefusal::CertificateRefused, Status::unauthenticated(format!("client certificate refused: {e}"))))
 }
 
 impl<S, B, ResBody> tower::Service<http::Request<B>> for Auth<S>
@@ -1218,20 +1332,27 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().to_string();
+        // The path is the caller's input: logs and metrics name its service, from a closed set.
+        let service = metrics::GrpcService::of_path(req.uri().path());
         let decision = identify(&req).and_then(|id| {
-            role_allowed(&path, &id.role).map_err(Status::permission_denied)?;
+            role_allowed(req.uri().path(), &id.role).map_err(|e| (metrics::AuthRefusal::WrongRole, Status::permission_denied(e)))?;
             Ok(id)
         });
         match decision {
             Ok(id) => {
-                tracing::debug!(caller = %id, path, "authenticated");
+                tracing::debug!(caller = %id, service = service.label(), "authenticated");
                 req.extensions_mut().insert(id);
+                let in_flight = metrics::InFlight::start(service);
                 let fut = self.inner.call(req);
-                Box::pin(fut)
+                Box::pin(async move {
+                    let response = fut.await;
+                    drop(in_flight);
+                    response
+                })
             }
-            Err(status) => {
-                tracing::warn!(path, reason = status.message(), "request refused");
+            Err((reason, status)) => {
+                metrics::auth_refused(service, reason);
+                tracing::warn!(service = service.label(), reason = reason.label(), "request refused: {}", status.message());
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }
         }
@@ -1242,7 +1363,9 @@ where
 // Serving
 
 /// Loads certificates, opens the store, binds and serves until `shutdown` resolves. `on_ready`
-/// receives the bound address.
+/// receives the bound gRPC address; by then the metrics endpoint (`[metrics]`) listens too.
+/// Health reports SERVING for "" (the server), `ponte.v1.Federation` and `ponte.v1.Governance`
+/// until `shutdown` resolves, then NOT_SERVING while the server drains.
 pub async fn serve(
     cfg: CoordinatorConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -1274,9 +1397,16 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {} (is another process using it?)", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_endpoint = start_metrics(&cfg.metrics, coordinator.clone()).await?;
     let (items, persons) = coordinator.stats();
     tracing::info!(%addr, schema = %schema.fingerprint().short(), epochs = ?cfg.key_epochs, items, persons, "coordinator listening");
     on_ready(addr);
+    let shutdown = async move {
+        shutdown.await;
+        for service in ["", FederationServer::<FederationService>::NAME, GovernanceServer::<FederationService>::NAME] {
+            health_reporter.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
+        }
+    };
 
     let sweeper = coordinator.clone();
     let retention = tokio::spawn(async move {
@@ -1313,5 +1443,39 @@ pub async fn serve(
         .await
         .context("the gRPC server stopped")?;
     retention.abort();
+    if let Some(endpoint) = metrics_endpoint {
+        endpoint.abort();
+    }
     Ok(())
+}
+
+/// Binds and starts the metrics endpoint that `cfg` asks for; `None` when there is none (turned
+/// off, or the default address taken). The store gauges are read from `coordinator` at every
+/// scrape.
+async fn start_metrics(cfg: &crate::config::MetricsConfig, coordinator: Arc<Coordinator>) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    use crate::config::MetricsListen;
+
+    let listener = match cfg.address().map_err(anyhow::Error::msg)? {
+        MetricsListen::Off => {
+            tracing::info!("metrics endpoint off ([metrics] listen = \"\")");
+            return Ok(None);
+        }
+        MetricsListen::Configured(addr) => metrics::bind(addr).await.map_err(anyhow::Error::msg)?,
+        MetricsListen::Default(addr) => match metrics::bind(addr).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!("serving without metrics: {e}");
+                return Ok(None);
+            }
+        },
+    };
+    let addr = listener.local_addr()?;
+    let handle = metrics::install().map_err(|e| anyhow::anyhow!("cannot serve metrics: {e}"))?;
+    tracing::info!(%addr, "metrics endpoint listening: GET http://{addr}/metrics (plain HTTP, no authentication)");
+    Ok(Some(tokio::spawn(async move {
+        let refresh = move || metrics::holdings(&coordinator.holdings());
+        if let Err(e) = metrics::serve(listener, handle, refresh).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    })))
 }

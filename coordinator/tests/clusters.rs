@@ -1,7 +1,8 @@
 //! The coordinator in process (real sled store, no network): who-else answers follow the
-//! clusters as items are published, withdrawn and updated, and cluster ids survive a restart.
+//! clusters as items are published, withdrawn and updated, and cluster ids survive a restart;
+//! the metrics count what happened, refusals by reason.
 
-use ponte_coordinator::config::{CoordinatorConfig, TlsConfig};
+use ponte_coordinator::config::{CoordinatorConfig, MetricsConfig, TlsConfig};
 use ponte_coordinator::model::ItemKey;
 use ponte_coordinator::service::Coordinator;
 use ponte_proto::identity::{PeerIdentity, Role};
@@ -17,6 +18,7 @@ fn config(dir: &std::path::Path) -> CoordinatorConfig {
         model_file: None,
         policy_file: None,
         tls: TlsConfig { ca: "unused".into(), cert: "unused".into(), key: "unused".into() },
+        metrics: MetricsConfig::off(),
     }
 }
 
@@ -149,4 +151,81 @@ fn who_else_follows_clusters_through_withdrawal_update_and_restart() {
     fed.publish(&galatina, vec![item("d1", 1, 0, &[(CodiceFiscale, 1)], Comune)]);
     assert_eq!(fed.cluster(&galatina, "d1"), before[0], "a new record of the person joins the restored cluster");
     assert_eq!(fed.who_else(&galatina, "d1").len(), 2);
+}
+
+#[test]
+fn metrics_count_questions_answers_refusals_and_links() {
+    use ponte_coordinator::metrics;
+    use v1::EntityType::{Asl, Comune};
+    use v1::TokenKind::CodiceFiscale;
+    let recorder = metrics::recorder();
+    let handle = recorder.handle();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = LinkageSchema::default_schema();
+    let (asl, comune) = (node("asl-x", Asl), node("comune-y", Comune));
+    let ask = |c: &Coordinator, who: &PeerIdentity, node_id: &str, reference: &str, role: v1::OperatorRole, purpose: v1::Purpose, operator: &str| {
+        let q = v1::WhoElseQuestion {
+            node_id: node_id.into(),
+            anchor_reference: reference.into(),
+            purpose: purpose as i32,
+            operator_role: role as i32,
+            operator_id: operator.into(),
+            break_glass_reason: 0,
+        };
+        c.who_else(who, q)
+    };
+    ::metrics::with_local_recorder(&recorder, || {
+        metrics::describe();
+        let mut fed = Fed { c: Coordinator::open(&config(dir.path()), &schema).unwrap(), batch: 0 };
+        fed.publish(&asl, vec![item("a1", 1, 0, &[(CodiceFiscale, 1)], Asl)]);
+        fed.publish(&comune, vec![item("b1", 1, 0, &[(CodiceFiscale, 1)], Comune), item("b2", 1, 700, &[], Comune)]);
+        use v1::OperatorRole::{AssistenteSociale, OperatoreCot};
+        use v1::Purpose::{ContinuitaAssistenziale, ConvocazioneUvm};
+        // Two answers (one relationship shown in full each way), then one refusal per reason.
+        assert_eq!(ask(&fed.c, &comune, "comune-y", "b1", AssistenteSociale, ContinuitaAssistenziale, "op-1").unwrap().relationships.len(), 1);
+        assert_eq!(ask(&fed.c, &asl, "asl-x", "a1", AssistenteSociale, ContinuitaAssistenziale, "op-1").unwrap().relationships.len(), 1);
+        for (who, node_id, reference, role, purpose, operator) in [
+            (&comune, "comune-y", "zz9", AssistenteSociale, ContinuitaAssistenziale, "op-1"),
+            (&comune, "comune-y", "b1", OperatoreCot, ConvocazioneUvm, "op-1"),
+            (&comune, "comune-y", "b1", AssistenteSociale, ContinuitaAssistenziale, "OP 1"),
+            (&comune, "asl-x", "a1", AssistenteSociale, ContinuitaAssistenziale, "op-1"),
+        ] {
+            assert!(ask(&fed.c, who, node_id, reference, role, purpose, operator).is_err());
+        }
+        fed.c.withdraw(&comune, v1::WithdrawRequest { node_id: "comune-y".into(), references: vec!["b2".into()] }).unwrap();
+        metrics::holdings(&fed.c.holdings());
+    });
+    let text = handle.render();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value(r#"ponte_coordinator_questions_total{purpose="continuita_assistenziale",requester="comune"}"#), 4.0);
+    assert_eq!(value(r#"ponte_coordinator_questions_total{purpose="convocazione_uvm",requester="comune"}"#), 1.0);
+    assert_eq!(value(r#"ponte_coordinator_answers_total{purpose="continuita_assistenziale",requester="comune"}"#), 1.0);
+    assert_eq!(value(r#"ponte_coordinator_answers_total{purpose="continuita_assistenziale",requester="asl"}"#), 1.0);
+    for reason in ["anchor_not_held", "purpose_not_allowed", "invalid_request", "wrong_node"] {
+        assert_eq!(value(&format!("ponte_coordinator_question_refusals_total{{reason=\"{reason}\"}}")), 1.0, "{reason}");
+    }
+    assert_eq!(value(r#"ponte_coordinator_question_refusals_total{reason="break_glass"}"#), 0.0);
+    // Both relationships are segretariato_sociale (t1): shown in full to either sector.
+    assert_eq!(value(r#"ponte_coordinator_relationships_disclosed_total{disclosure="full"}"#), 2.0);
+    assert_eq!(value(r#"ponte_coordinator_links_found_total{band="certain"}"#), 1.0);
+    assert_eq!(value(r#"ponte_coordinator_publish_batches_total{node="comune-y",outcome="stored"}"#), 1.0);
+    assert_eq!(value(r#"ponte_coordinator_published_items_total{node="comune-y"}"#), 2.0);
+    assert_eq!(value(r#"ponte_coordinator_withdrawn_items_total{node="comune-y"}"#), 1.0);
+    assert_eq!(value("ponte_coordinator_items"), 2.0);
+    assert_eq!(value("ponte_coordinator_persons"), 1.0);
+    assert_eq!(value("ponte_coordinator_links"), 1.0);
+    assert_eq!(value(r#"ponte_coordinator_question_duration_seconds_count{outcome="refused"}"#), 4.0);
+    // Audit: the first policy, two answers, the two policy refusals (not the malformed nor the
+    // impersonating question, refused before they were questions), the withdrawal.
+    assert_eq!(value("ponte_coordinator_audit_entries"), 6.0);
+    for secret in ["a1", "b1", "b2", "zz9", "op-1", "OP 1"] {
+        assert!(!text.contains(&format!("\"{secret}\"")), "{secret} appears in the metrics:\n{text}");
+    }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{QUARTA, ROSSI, Site, text};
 use ponte_coordinator::audit::{self, Entry, Event};
-use ponte_coordinator::config::{CoordinatorConfig, TlsConfig};
+use ponte_coordinator::config::{CoordinatorConfig, MetricsConfig, TlsConfig};
 use ponte_coordinator::model::ItemKey;
 use ponte_coordinator::storage::Store;
 use ponte_node::client::{self, PublishOutcome};
@@ -93,6 +93,7 @@ fn config(fed: &Path, data_dir: &Path, listen: &str) -> CoordinatorConfig {
         model_file: None,
         policy_file: Some(fed.join("policy.toml")),
         tls: TlsConfig { ca: fed.join("ca.pem"), cert: fed.join("coordinator.pem"), key: fed.join("coordinator.key") },
+        metrics: MetricsConfig::off(),
     }
 }
 

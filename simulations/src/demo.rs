@@ -210,7 +210,8 @@ pub fn write_node_config(
 pub fn write_coordinator_config(dir: &Path, certs: &Path, listen: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let text = format!(
-        "listen = \"{listen}\"\ndata_dir = \"{}\"\nkey_epochs = [1]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        // Metrics on a free port: several coordinators may run on this machine (tests).
+        "listen = \"{listen}\"\ndata_dir = \"{}\"\nkey_epochs = [1]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         dir.join("data").display(),
         certs.join("ca.pem").display(),
         certs.join("coordinator.pem").display(),
