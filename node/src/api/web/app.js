@@ -64,7 +64,6 @@
   const state = {
     session: null,
     vocab: null,
-    persons: new Map(),
     consentPerson: null,
     idCounter: 0,
   };
@@ -306,7 +305,6 @@
 
   // Forgets everything the page showed about persons.
   function clearWork() {
-    state.persons.clear();
     state.consentPerson = null;
     $('person-list').replaceChildren();
     $('search-summary').textContent = '';
@@ -389,7 +387,9 @@
     const vocab = state.vocab;
     if (vocab.roles.length) fillSelect($('login-role'), vocab.roles);
     fillSelect($('intake-service'), vocab.services, { placeholder: 'scegliere il servizio' });
-    fillSelect($('consent-categories'), vocab.services);
+    // Protected (T3) categories are the ones a consent usually unlocks: say so in the list.
+    fillSelect($('consent-categories'), vocab.services.map((c) => (
+      c.tier === 't3' ? { code: c.code, label: `${c.label || c.code} — protetta` } : c)));
     fillSelect($('consent-given-by'), vocab.consent_givers);
     fillChecks($('consent-recipients'), 'recipients', vocab.entity_types);
     fillChecks($('consent-purposes'), 'purposes', vocab.purposes);
@@ -486,7 +486,6 @@
 
   function showPersons(list) {
     const persons = Array.isArray(list) ? list.slice(0, MAX_SEARCH_RESULTS_SHOWN) : [];
-    state.persons.clear();
     const ul = $('person-list');
     ul.replaceChildren();
     $('search-summary').textContent = persons.length === 0
@@ -494,7 +493,6 @@
       : (persons.length === 1 ? '1 persona trovata.' : `${persons.length} persone trovate.`);
     for (const p of persons) {
       if (!p || typeof p.record_id !== 'string') continue;
-      state.persons.set(p.record_id, p);
       ul.append(personCard(p));
     }
   }
