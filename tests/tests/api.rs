@@ -272,7 +272,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
         }
         called.push(format!("{method} {path}"));
     }
-    assert_eq!(called.len(), 8, "{called:?}");
+    assert_eq!(called.len(), 9, "{called:?}");
 
     // The who-else example asked about P1: the Comune's relationship, in full to the ASL.
     let answer: Value = client

@@ -222,6 +222,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/vocabulary", get(routes::vocabulary))
+        .route("/api/v1/session", get(routes::session))
         .route("/api/v1/persons", get(routes::find_persons))
         .route("/api/v1/persons/{record_id}/who-else", post(routes::who_else))
         .route("/api/v1/intakes", post(routes::create_intake))

@@ -178,6 +178,44 @@ pub async fn vocabulary() -> Json<Vocabulary> {
 }
 
 // ------------------------------------------------------------------------------------------
+// Session
+
+/// Who the node takes the caller to be.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Session {
+    /// The registered system the credential or certificate belongs to.
+    pub system_id: String,
+    /// The operator's pseudonymous id, as it will reach the audit.
+    pub operator: String,
+    pub role: String,
+    /// Every role the system may act for.
+    pub allowed_roles: Vec<String>,
+    /// This node's id.
+    pub node_id: String,
+}
+
+/// Checks the credentials and operator headers without doing anything (a login check).
+#[utoipa::path(get, path = "/api/v1/session", tag = "vocabulary",
+    params(OperatorHeaders),
+    security(("bearer" = []), ("clientCertificate" = [])),
+    responses(
+        (status = 200, description = "The credentials and headers are accepted", body = Session),
+        (status = 400, description = "An operator header is missing or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role not allowed for this system", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn session(State(state): State<Arc<ApiState>>, caller: Caller) -> Json<Session> {
+    let allowed_roles = state.credentials.systems.iter().find(|s| s.id == caller.system).map(|s| s.roles.clone()).unwrap_or_default();
+    Json(Session {
+        system_id: caller.system,
+        operator: caller.operator,
+        role: vocab::OperatorRoleName::name(caller.role),
+        allowed_roles,
+        node_id: state.shared.node.config.node_id.clone(),
+    })
+}
+
+// ------------------------------------------------------------------------------------------
 // Finding a person
 
 /// Search by codice fiscale, or by surname + given name + birth date.
@@ -829,7 +867,7 @@ impl utoipa::Modify for Security {
         description = "The case workers' API of a Ponte node: find a person among the entity's own records, ask who else takes care of them (JSON or FHIR R4), register an intake, record consent and obscuring. Every call but the vocabulary needs a system credential (Bearer) or a registered client certificate, and the operator's pseudonymous id and role in X-Ponte-Operator and X-Ponte-Role; errors are application/problem+json.",
         license(name = "EUPL-1.2"),
     ),
-    paths(vocabulary, find_persons, who_else, create_intake, list_consents, give_consent, revoke_consent, set_obscured),
+    paths(vocabulary, session, find_persons, who_else, create_intake, list_consents, give_consent, revoke_consent, set_obscured),
     modifiers(&Security),
     tags(
         (name = "vocabulary", description = "Codes and Italian labels"),
@@ -869,7 +907,7 @@ mod tests {
     fn the_document_names_every_route_and_both_security_schemes() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-        for p in ["/api/v1/vocabulary", "/api/v1/persons", "/api/v1/persons/{record_id}/who-else", "/api/v1/intakes", "/api/v1/persons/{record_id}/consents", "/api/v1/consents/{consent_id}/revoke", "/api/v1/relationships/{relationship_id}/obscured"] {
+        for p in ["/api/v1/vocabulary", "/api/v1/session", "/api/v1/persons", "/api/v1/persons/{record_id}/who-else", "/api/v1/intakes", "/api/v1/persons/{record_id}/consents", "/api/v1/consents/{consent_id}/revoke", "/api/v1/relationships/{relationship_id}/obscured"] {
             assert!(doc["paths"][p].is_object(), "{p} missing");
         }
         assert_eq!(doc["components"]["securitySchemes"]["clientCertificate"]["type"], "mutualTLS");

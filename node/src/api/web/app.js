@@ -319,17 +319,10 @@
     showConsentPerson(null);
   }
 
-  // Checks the credential, the operator id and the role with the node before keeping them. The
-  // vocabulary needs no credentials, so the check is a person search without search terms:
-  // the node authenticates the caller first (401 / 403 / 400 on a header), and only then finds
-  // the terms missing (400 invalid_query), which means the login triple was accepted.
+  // Checks the credential, the operator id and the role with the node before keeping them
+  // (GET /api/v1/session: 401 / 403 / 400 on a header, 200 when accepted).
   async function checkSession(session) {
-    try {
-      await api('GET', '/persons', undefined, { session });
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 400 && err.code === 'invalid_query') return;
-      throw err;
-    }
+    await api('GET', '/session', undefined, { session });
   }
 
   async function login(event) {
