@@ -65,6 +65,38 @@ impl ConsentScope {
     }
 }
 
+/// A consent scope as a person or a program types it: names of categories, recipient entity
+/// types, purposes and giver, ISO days. Blank names are skipped; each list may hold at most
+/// [`MAX_CONSENT_SCOPE`] names. An error names the part at fault (`categories`, `recipients`,
+/// `purposes`, `valid_from`, `valid_until`, `given_by`) and the valid values. The scope still has
+/// to pass [`ConsentScope::check`].
+pub fn scope_from_names(
+    categories: &[String],
+    recipients: &[String],
+    purposes: &[String],
+    valid_from: Option<&str>,
+    valid_until: &str,
+    given_by: &str,
+) -> Result<ConsentScope, (&'static str, String)> {
+    fn list<T>(field: &'static str, values: &[String], parse: fn(&str) -> Result<T, String>) -> Result<Vec<T>, (&'static str, String)> {
+        if values.len() > MAX_CONSENT_SCOPE {
+            return Err((field, format!("{} values; at most {MAX_CONSENT_SCOPE} are allowed", values.len())));
+        }
+        values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()).map(|v| parse(v).map_err(|e| (field, e))).collect()
+    }
+    Ok(ConsentScope {
+        categories: list("categories", categories, vocab::ServiceCategoryName::parse)?,
+        recipients: list("recipients", recipients, vocab::EntityType::parse)?,
+        purposes: list("purposes", purposes, vocab::PurposeName::parse)?,
+        valid_from: match valid_from {
+            Some(d) => parse_iso_day(d).map_err(|e| ("valid_from", e))?,
+            None => today(),
+        },
+        valid_until: parse_iso_day(valid_until).map_err(|e| ("valid_until", e))?,
+        given_by: vocab::ConsentGiverName::parse(given_by).map_err(|e| ("given_by", e))?,
+    })
+}
+
 /// Parses an ISO day `YYYY-MM-DD` into `YYYYMMDD`.
 pub fn parse_iso_day(s: &str) -> Result<u32, String> {
     let bad = || format!("{s:?} is not a day in the form YYYY-MM-DD (e.g. 2027-10-31)");
@@ -109,6 +141,23 @@ pub fn utc_time(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_from_names_name_the_part_at_fault() {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let ok = scope_from_names(&v(&["serd", " "]), &v(&["asl"]), &v(&["continuita_assistenziale"]), Some("2026-01-01"), "2027-12-31", "genitore").unwrap();
+        assert_eq!(ok.categories, vec![ServiceCategory::Serd], "blank names are skipped");
+        assert_eq!((ok.valid_from, ok.valid_until, ok.given_by), (20260101, 20271231, ConsentGiver::Genitore));
+        let field = |r: Result<ConsentScope, (&'static str, String)>| r.unwrap_err().0;
+        assert_eq!(field(scope_from_names(&v(&["ADI"]), &v(&["asl"]), &v(&["emergenza"]), None, "2027-12-31", "interessato")), "categories");
+        assert_eq!(field(scope_from_names(&v(&["serd"]), &v(&["usl"]), &v(&["emergenza"]), None, "2027-12-31", "interessato")), "recipients");
+        assert_eq!(field(scope_from_names(&v(&["serd"]), &v(&["asl"]), &v(&["svago"]), None, "2027-12-31", "interessato")), "purposes");
+        assert_eq!(field(scope_from_names(&v(&["serd"]), &v(&["asl"]), &v(&["emergenza"]), Some("ieri"), "2027-12-31", "interessato")), "valid_from");
+        assert_eq!(field(scope_from_names(&v(&["serd"]), &v(&["asl"]), &v(&["emergenza"]), None, "31/12/2027", "interessato")), "valid_until");
+        assert_eq!(field(scope_from_names(&v(&["serd"]), &v(&["asl"]), &v(&["emergenza"]), None, "2027-12-31", "vicino")), "given_by");
+        let many = vec!["serd".to_string(); MAX_CONSENT_SCOPE + 1];
+        assert_eq!(field(scope_from_names(&many, &v(&["asl"]), &v(&["emergenza"]), None, "2027-12-31", "interessato")), "categories");
+    }
 
     fn scope() -> ConsentScope {
         ConsentScope {

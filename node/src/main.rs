@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ponte_node::client;
 use ponte_node::config::NodeConfig;
-use ponte_node::consent::{self, ConsentScope, iso_day, parse_iso_day};
+use ponte_node::consent::{self, ConsentScope, iso_day};
 use ponte_node::node::Node;
 use ponte_node::secret::LinkageSecret;
 use ponte_node::store::LocalConsent;
@@ -620,16 +620,14 @@ fn consent_scope(
     until: &str,
     given_by: &str,
 ) -> Result<ConsentScope> {
-    Ok(ConsentScope {
-        categories: names(categories, vocab::ServiceCategoryName::parse, "--categories")?,
-        recipients: names(recipients, vocab::EntityType::parse, "--recipients")?,
-        purposes: names(purposes, vocab::PurposeName::parse, "--purposes")?,
-        valid_from: match from {
-            Some(d) => parse_iso_day(d).map_err(|e| anyhow::anyhow!("--from: {e}"))?,
-            None => consent::today(),
-        },
-        valid_until: parse_iso_day(until).map_err(|e| anyhow::anyhow!("--until: {e}"))?,
-        given_by: vocab::ConsentGiverName::parse(given_by).map_err(|e| anyhow::anyhow!("--given-by: {e}"))?,
+    consent::scope_from_names(categories, recipients, purposes, from, until, given_by).map_err(|(field, e)| {
+        let flag = match field {
+            "valid_from" => "--from",
+            "valid_until" => "--until",
+            "given_by" => "--given-by",
+            other => return anyhow::anyhow!("--{other}: {e}"),
+        };
+        anyhow::anyhow!("{flag}: {e}")
     })
 }
 

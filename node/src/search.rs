@@ -13,6 +13,9 @@ use crate::normalise::{BirthDate, NormalisedIdentity};
 /// letter in a six-letter surname scores about 0.9.
 pub const NAME_THRESHOLD: f64 = 0.86;
 
+/// Longest name a query may carry, in characters.
+pub const MAX_QUERY_CHARS: usize = 100;
+
 /// Largest tolerance on the birth date a query may ask for, in days.
 pub const MAX_TOLERANCE_DAYS: u32 = 366;
 
@@ -47,6 +50,9 @@ impl Query {
     pub fn check(&self) -> Result<(), QueryError> {
         match self {
             Query::CodiceFiscale(cf) => {
+                if cf.chars().count() > MAX_QUERY_CHARS {
+                    return Err(QueryError { field: "codice_fiscale", reason: format!("at most {MAX_QUERY_CHARS} characters") });
+                }
                 let c = compact_cf(cf);
                 if c.len() != 16 || !c.chars().all(|ch| ch.is_ascii_alphanumeric()) {
                     return Err(QueryError {
@@ -57,6 +63,11 @@ impl Query {
                 Ok(())
             }
             Query::Demographic { surname, given_name, tolerance_days, .. } => {
+                for (field, v) in [("surname", surname), ("given_name", given_name)] {
+                    if v.chars().count() > MAX_QUERY_CHARS {
+                        return Err(QueryError { field, reason: format!("at most {MAX_QUERY_CHARS} characters") });
+                    }
+                }
                 if normalise_text(surname).is_empty() {
                     return Err(QueryError { field: "surname", reason: "the surname has no letters".into() });
                 }
@@ -199,6 +210,10 @@ mod tests {
         let other = crate::normalise::codice_fiscale::compute("ROSSI", "MARIO", crate::normalise::Sex::M, date(1980, 1, 2), "E506");
         assert_eq!(score(&Query::CodiceFiscale(other), &p), None);
         assert!(Query::CodiceFiscale("RSSMRA80".into()).check().is_err());
+        assert_eq!(Query::CodiceFiscale("X".repeat(MAX_QUERY_CHARS + 1)).check().unwrap_err().field, "codice_fiscale");
+        let long = demo(&"ROSSI".repeat(30), "Mario", date(1950, 1, 1), 0);
+        assert_eq!(long.check().unwrap_err().field, "surname");
+        assert_eq!(demo("Rossi", "Mario", date(1950, 1, 1), MAX_TOLERANCE_DAYS + 1).check().unwrap_err().field, "tolerance_days");
     }
 
     #[test]

@@ -61,6 +61,17 @@ impl Drop for Served {
     }
 }
 
+/// A request from a registered system acting for operator [`OPERATOR`] in `role`.
+trait AsOperator {
+    fn as_operator(self, token: &str, role: &str) -> Self;
+}
+
+impl AsOperator for reqwest::RequestBuilder {
+    fn as_operator(self, token: &str, role: &str) -> Self {
+        self.bearer_auth(token).header("X-Ponte-Operator", OPERATOR).header("X-Ponte-Role", role)
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -277,9 +288,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     // The who-else example asked about P1: the Comune's relationship, in full to the ASL.
     let answer: Value = client
         .post(format!("{}/api/v1/persons/P1/who-else", served.base))
-        .bearer_auth(&token)
-        .header("X-Ponte-Operator", OPERATOR)
-        .header("X-Ponte-Role", "operatore_pua")
+        .as_operator(&token, "operatore_pua")
         .json(&json!({"purpose": "continuita_assistenziale"}))
         .send()
         .await
@@ -299,9 +308,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     // FHIR by content negotiation.
     let r = client
         .post(format!("{}/api/v1/persons/P1/who-else", served.base))
-        .bearer_auth(&token)
-        .header("X-Ponte-Operator", OPERATOR)
-        .header("X-Ponte-Role", "operatore_pua")
+        .as_operator(&token, "operatore_pua")
         .header("Accept", "application/fhir+json")
         .json(&json!({"purpose": "continuita_assistenziale"}))
         .send()
@@ -330,9 +337,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     let found: Value = client
         .get(format!("{}/api/v1/persons", served.base))
         .query(&[("codice_fiscale", rossi().to_lowercase())])
-        .bearer_auth(&token)
-        .header("X-Ponte-Operator", OPERATOR)
-        .header("X-Ponte-Role", "assistente_sociale")
+        .as_operator(&token, "assistente_sociale")
         .send()
         .await
         .unwrap()
@@ -344,9 +349,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     let found: Value = client
         .get(format!("{}/api/v1/persons", served.base))
         .query(&[("surname", "de giorgio"), ("given_name", "Maria Grazia"), ("birth_date", "1938-05-20")])
-        .bearer_auth(&token)
-        .header("X-Ponte-Operator", OPERATOR)
-        .header("X-Ponte-Role", "assistente_sociale")
+        .as_operator(&token, "assistente_sociale")
         .send()
         .await
         .unwrap()
@@ -359,9 +362,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     // An intake for someone only the Comune follows: the PUA asks at once and sees the Comune.
     let created: Value = client
         .post(format!("{}/api/v1/intakes", served.base))
-        .bearer_auth(&token)
-        .header("X-Ponte-Operator", OPERATOR)
-        .header("X-Ponte-Role", "operatore_pua")
+        .as_operator(&token, "operatore_pua")
         .json(&json!({"surname": "Bianchi", "given_names": "Anna", "sex": "F", "birth_date": "1952-07-07", "birthplace": "Lecce", "codice_fiscale": bianchi(), "service": "cure_domiciliari", "unit": "pua-lecce"}))
         .send()
         .await
@@ -373,9 +374,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     assert_eq!(created["status"], "segnalata");
     let answer: Value = client
         .post(format!("{}/api/v1/persons/{record}/who-else", served.base))
-        .bearer_auth(&token)
-        .header("X-Ponte-Operator", OPERATOR)
-        .header("X-Ponte-Role", "operatore_pua")
+        .as_operator(&token, "operatore_pua")
         .json(&json!({"purpose": "continuita_assistenziale"}))
         .send()
         .await
@@ -410,9 +409,7 @@ async fn bad_credentials_malformed_oversized_or_unknown_get_clear_4xx_and_change
     let ask = |body: Value| {
         client
             .post(format!("{base}/api/v1/persons/P1/who-else"))
-            .bearer_auth(&token)
-            .header("X-Ponte-Operator", OPERATOR)
-            .header("X-Ponte-Role", "operatore_pua")
+            .as_operator(&token, "operatore_pua")
             .json(&body)
     };
     let receipt = |v: &Value| v["receipt"].as_str().unwrap().split(':').next().unwrap().parse::<u64>().unwrap();
@@ -420,16 +417,16 @@ async fn bad_credentials_malformed_oversized_or_unknown_get_clear_4xx_and_change
     let first_seq = receipt(&first);
 
     let who = format!("{base}/api/v1/persons/P1/who-else");
-    let hdr = |r: reqwest::RequestBuilder| r.bearer_auth(&token).header("X-Ponte-Operator", OPERATOR).header("X-Ponte-Role", "operatore_pua");
+    let hdr = |r: reqwest::RequestBuilder| r.as_operator(&token, "operatore_pua");
     let big = format!("{{\"purpose\":\"continuita_assistenziale\",\"relationship_id\":\"{}\"}}", "x".repeat(40_000));
     let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str, Option<&str>)> = vec![
         ("no credentials", client.post(&who).json(&json!({"purpose": "continuita_assistenziale"})), 401, "missing_credentials", None),
-        ("wrong credential", client.post(&who).bearer_auth("ponte_0000").header("X-Ponte-Operator", OPERATOR).header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 401, "invalid_credentials", None),
+        ("wrong credential", client.post(&who).as_operator("ponte_0000", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 401, "invalid_credentials", None),
         ("basic auth", client.post(&who).basic_auth("a", Some("b")).json(&json!({})), 401, "invalid_credentials", None),
         ("no operator", client.post(&who).bearer_auth(&token).header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "missing_header", Some("X-Ponte-Operator")),
         ("operator with a space", client.post(&who).bearer_auth(&token).header("X-Ponte-Operator", "Mario Rossi").header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Operator")),
-        ("unknown role", client.post(&who).bearer_auth(&token).header("X-Ponte-Operator", OPERATOR).header("X-Ponte-Role", "primario").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Role")),
-        ("role not registered", client.post(&who).bearer_auth(&mmg_only).header("X-Ponte-Operator", OPERATOR).header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 403, "role_not_allowed", Some("X-Ponte-Role")),
+        ("unknown role", client.post(&who).as_operator(&token, "primario").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Role")),
+        ("role not registered", client.post(&who).as_operator(&mmg_only, "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 403, "role_not_allowed", Some("X-Ponte-Role")),
         ("malformed JSON", hdr(client.post(&who)).header("content-type", "application/json").body("{\"purpose\": "), 400, "malformed_json", None),
         ("oversized body", hdr(client.post(&who)).header("content-type", "application/json").body(big), 413, "body_too_large", None),
         ("not JSON", hdr(client.post(&who)).header("content-type", "text/plain").body("purpose=continuita_assistenziale"), 415, "unsupported_media_type", Some("Content-Type")),
@@ -453,6 +450,7 @@ async fn bad_credentials_malformed_oversized_or_unknown_get_clear_4xx_and_change
         ("search with both ways", hdr(client.get(format!("{base}/api/v1/persons?codice_fiscale=X&surname=Rossi"))), 400, "invalid_query", Some("codice_fiscale")),
         ("search with an unknown parameter", hdr(client.get(format!("{base}/api/v1/persons?cognome=Rossi"))), 400, "invalid_query", None),
         ("search with a bad date", hdr(client.get(format!("{base}/api/v1/persons?surname=Rossi&given_name=Mario&birth_date=1940-13-01"))), 400, "invalid_query", Some("birth_date")),
+        ("search with an overlong surname", hdr(client.get(format!("{base}/api/v1/persons")).query(&[("surname", "R".repeat(101).as_str()), ("given_name", "Mario"), ("birth_date", "1940-02-11")])), 400, "invalid_query", Some("surname")),
         ("unknown path", hdr(client.get(format!("{base}/api/v1/people"))), 404, "not_found", None),
         ("wrong method", hdr(client.delete(format!("{base}/api/v1/intakes"))), 405, "method_not_allowed", None),
     ];
@@ -535,9 +533,7 @@ async fn client_certificates_grpc_health_metrics_and_logs_without_personal_data(
     let ask = |purpose: &str| {
         plain
             .post(format!("{}/api/v1/persons/P1/who-else", served.base))
-            .bearer_auth(&token)
-            .header("X-Ponte-Operator", OPERATOR)
-            .header("X-Ponte-Role", "operatore_pua")
+            .as_operator(&token, "operatore_pua")
             .json(&json!({"purpose": purpose}))
     };
     assert_eq!(ask("continuita_assistenziale").send().await.unwrap().status(), 200);

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::problem::{ApiError, JsonBody, Problem};
 use super::{ApiState, PeerCert};
-use crate::consent::{ConsentScope, parse_iso_day, today};
+use crate::consent::{parse_iso_day, today};
 use crate::intake::{IntakeError, IntakeIdentity, NewIntake};
 use crate::search::{self, Query as SearchQuery};
 use crate::store::LocalRelationship;
@@ -686,13 +686,6 @@ pub struct Consents {
     pub consents: Vec<ConsentView>,
 }
 
-fn names<T>(field: &str, values: &[String], parse: fn(&str) -> Result<T, String>) -> Result<Vec<T>, ApiError> {
-    if values.len() > ponte_proto::limits::MAX_CONSENT_SCOPE {
-        return Err(ApiError::invalid(field, format!("at most {} values", ponte_proto::limits::MAX_CONSENT_SCOPE)));
-    }
-    values.iter().map(|v| parse(v.trim()).map_err(|e| ApiError::invalid(field, e))).collect()
-}
-
 fn record_must_exist(state: &ApiState, record_id: &str) -> Result<(), ApiError> {
     match state.shared.node.store.get_record(record_id).map_err(ApiError::internal)? {
         Some(_) => Ok(()),
@@ -738,17 +731,15 @@ pub async fn give_consent(
     JsonBody(req): JsonBody<ConsentRequest>,
 ) -> Result<(StatusCode, Json<ConsentView>), ApiError> {
     record_must_exist(&state, &record_id)?;
-    let mut scope = ConsentScope {
-        categories: names("categories", &req.categories, vocab::ServiceCategoryName::parse)?,
-        recipients: names("recipients", &req.recipients, vocab::EntityType::parse)?,
-        purposes: names("purposes", &req.purposes, vocab::PurposeName::parse)?,
-        valid_from: match &req.valid_from {
-            Some(d) => parse_iso_day(d).map_err(|e| ApiError::invalid("valid_from", e))?,
-            None => today(),
-        },
-        valid_until: parse_iso_day(&req.valid_until).map_err(|e| ApiError::invalid("valid_until", e))?,
-        given_by: vocab::ConsentGiverName::parse(&req.given_by).map_err(|e| ApiError::invalid("given_by", e))?,
-    };
+    let mut scope = crate::consent::scope_from_names(
+        &req.categories,
+        &req.recipients,
+        &req.purposes,
+        req.valid_from.as_deref(),
+        &req.valid_until,
+        &req.given_by,
+    )
+    .map_err(|(field, e)| ApiError::invalid(field, e))?;
     scope.check().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", e))?;
     let node = &state.shared.node;
     if node.published_relationship(&record_id).map_err(ApiError::internal)?.is_none() {
