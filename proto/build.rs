@@ -10,7 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("ponte_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    // Decoding goes through `codec::StrictCodec`, so that a malformed message is refused as
+    // INVALID_ARGUMENT (the caller's fault), not INTERNAL.
     tonic_prost_build::configure()
+        .codec_path("crate::codec::StrictCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -90,7 +90,7 @@ fn bulk(c: &mut Criterion) {
             || linker_with(&indexed),
             |mut l| {
                 let items: Vec<Publish<'_>> =
-                    batch.iter().enumerate().map(|(i, e)| Publish { id: (indexed.len() + i) as u64, revision: 1, encoding: e }).collect();
+                    batch.iter().enumerate().map(|(i, e)| Publish { id: (indexed.len() + i) as u64, revision: 1, encoding: e, node: 0 }).collect();
                 black_box(l.publish_batch(&items).expect("valid"));
             },
             BatchSize::LargeInput,

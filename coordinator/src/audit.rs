@@ -42,10 +42,26 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cluster: Option<u64>,
     },
-    /// A node withdrew items (erasure).
+    /// A node withdrew items (erasure). Written by coordinators before entries had a size
+    /// bound; kept so that older chains read and verify.
     Withdrawn { references: Vec<String> },
-    /// Closed relationships removed by the retention sweep.
+    /// Closed relationships removed by the retention sweep (older chains; see `RetentionErased`).
     RetentionExpired { references: Vec<String>, closed_months: u32 },
+    /// A node's withdrawal (erasure): how many references it named, how many were erased, and
+    /// the SHA-256 of the erased labels (`node/reference`, sorted, one per line), which the node
+    /// can recompute from its own list. Constant size, whatever the request.
+    Erased { requested: u32, erased: u32, digest: String },
+    /// Closed relationships removed by the retention sweep: how many, and the digest of their
+    /// labels (as in `Erased`).
+    RetentionErased {
+        erased: u32,
+        digest: String,
+        closed_months: u32,
+        /// The nodes whose relationships were removed (so that an officer's query by node finds
+        /// the entry); bounded by the federation's nodes, not by the items.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<String>,
+    },
     /// A consent recorded (or replaced) at a node, keyed by one of its references.
     ConsentRecorded { consent: String, reference: String },
     /// A consent revoked.
@@ -88,6 +104,19 @@ impl Event {
     }
 }
 
+/// The digest of a set of item labels, as `Erased` and `RetentionErased` record it: SHA-256 of the
+/// sorted labels, one per line (hex).
+pub fn labels_digest(labels: &[String]) -> String {
+    let mut sorted: Vec<&str> = labels.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut h = Sha256::new();
+    for l in sorted {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
 /// A privacy officer's audit query: entries in a time window, by or about a node, for a purpose.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Query {
@@ -108,7 +137,11 @@ impl Query {
         }
         if let Some(n) = &self.node {
             let prefix = format!("{n}/");
-            if r.actor != *n && !r.event.items().iter().any(|i| i.starts_with(&prefix)) {
+            let named = match &r.event {
+                Event::RetentionErased { nodes, .. } => nodes.iter().any(|x| x == n),
+                _ => false,
+            };
+            if r.actor != *n && !named && !r.event.items().iter().any(|i| i.starts_with(&prefix)) {
                 return false;
             }
         }

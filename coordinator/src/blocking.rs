@@ -649,6 +649,11 @@ impl TokenIndex {
         }
     }
 
+    /// Every token held by more than one id, with its holders.
+    pub fn shared(&self) -> impl Iterator<Item = (u64, &[u32])> + '_ {
+        self.map.iter().filter(|(_, v)| **v & MANY != 0).map(|(t, v)| (*t, self.many[(*v & !MANY) as usize].as_slice()))
+    }
+
     /// Every id sharing at least one of `tokens`, sorted, without duplicates.
     pub fn candidates(&self, tokens: &[u64]) -> Vec<u32> {
         let mut out: Vec<u32> = tokens.iter().flat_map(|t| self.get(*t).iter().copied()).collect();

@@ -34,6 +34,110 @@ pub struct CoordinatorConfig {
     /// The Prometheus metrics endpoint (`[metrics]`); on by default, on loopback.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// What one node may ask of the coordinator (`[limits]`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Disk space kept free (`[storage]`).
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[limits]`: the bounds that keep one node — careless or hostile — from hurting the others.
+/// Every rate is per node (per certificate), as a token bucket: `*_per_sec` sustained, `*_burst`
+/// at once. A refused call changes nothing and says when to retry; the node's outbox retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Who-else questions and data-subject reports per second, per node. Each is audited, so
+    /// this also bounds how fast one node can grow the audit log. 0: no limit.
+    pub questions_per_sec: u32,
+    pub questions_burst: u32,
+    /// Audited writes per second, per node: withdrawals, consents, revocations, obscuring,
+    /// relationship updates. 0: no limit.
+    pub writes_per_sec: u32,
+    pub writes_burst: u32,
+    /// Items one node may hold at the coordinator (a quota on its disk use).
+    pub items_per_node: u64,
+    /// Most items of one node in one person cluster (see `graph::GraphBounds`).
+    pub items_per_node_per_person: u32,
+    /// LSH buckets larger than this are not walked for candidates (see `linker::IndexBounds`).
+    pub max_bucket: u32,
+    /// A token with more holders than this is not a blocking key.
+    pub max_token_holders: u32,
+    /// A token one node gives to this many different identities stops being evidence for that
+    /// node's items (a placeholder codice fiscale).
+    pub token_identities: u32,
+    /// How long a publication may wait for the linker before it is refused unapplied, in
+    /// milliseconds (also bounded by the caller's own deadline).
+    pub publish_wait_ms: u64,
+    /// Threads that link publications; 0: all cores but one (at least one), so that questions
+    /// always have a core.
+    pub link_threads: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            questions_per_sec: 500,
+            questions_burst: 5_000,
+            writes_per_sec: 200,
+            writes_burst: 2_000,
+            items_per_node: 50_000_000,
+            items_per_node_per_person: crate::graph::DEFAULT_MAX_ITEMS_PER_NODE as u32,
+            max_bucket: crate::linker::DEFAULT_MAX_BUCKET as u32,
+            max_token_holders: crate::linker::DEFAULT_MAX_TOKEN_HOLDERS as u32,
+            token_identities: crate::linker::DEFAULT_TOKEN_IDENTITIES as u32,
+            publish_wait_ms: 30_000,
+            link_threads: 0,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The problems of these limits, each naming its key.
+    pub fn check(&self) -> Result<(), String> {
+        let mut p = Vec::new();
+        if self.items_per_node_per_person == 0 {
+            p.push("items_per_node_per_person must be at least 1".to_string());
+        }
+        if self.max_bucket < 16 {
+            p.push("max_bucket must be at least 16".into());
+        }
+        if self.max_token_holders < 2 {
+            p.push("max_token_holders must be at least 2".into());
+        }
+        if self.token_identities < 2 {
+            p.push("token_identities must be at least 2 (one identity per token is what a token is)".into());
+        }
+        if self.publish_wait_ms == 0 {
+            p.push("publish_wait_ms must be positive".into());
+        }
+        if (self.questions_per_sec > 0 && self.questions_burst == 0) || (self.writes_per_sec > 0 && self.writes_burst == 0) {
+            p.push("a burst of 0 with a positive rate refuses everything: set the burst to at least 1".into());
+        }
+        if p.is_empty() { Ok(()) } else { Err(format!("[limits]: {}", p.join("; "))) }
+    }
+}
+
+/// `[storage]`: free space the coordinator keeps on its data directory's disk.
+///
+/// Writes (publications, consents, withdrawals …) are refused while less than
+/// `write_reserve_bytes` are free, so that the audit log — every question is audited — can still
+/// grow: questions go on being answered on a nearly full disk. A *ballast* file of
+/// `ballast_bytes` is kept in the data directory and deleted when the disk fills anyway (another
+/// program filled it): the space it frees keeps questions answered until space returns, when it
+/// is made again and writes resume by themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub write_reserve_bytes: u64,
+    pub ballast_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { write_reserve_bytes: 256 * 1024 * 1024, ballast_bytes: 64 * 1024 * 1024 }
+    }
 }
 
 /// `[metrics]`: where the coordinator serves `GET /metrics` (Prometheus text format) over plain
@@ -134,6 +238,7 @@ impl CoordinatorConfig {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| format!("{}: listen = {:?} is not an address like 127.0.0.1:7700 ({e})", path.display(), cfg.listen))?;
         cfg.metrics.address().map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.limits.check().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(cfg)
     }
 

@@ -1,11 +1,15 @@
-//! Linking: blocks, scores and clusters published encodings, incrementally, and answers "which
-//! items belong to the same person as this one, and how sure are we?".
+//! Linking: blocks and scores published encodings, incrementally, and says which items are the
+//! same person as a new one, and how surely. The link graph and its person clusters are
+//! [`crate::graph`]'s; [`Linker`] puts the two together for callers that need both at once (the
+//! simulator, benchmarks, tests). The coordinator uses [`LinkIndex`] and
+//! [`crate::graph::LinkGraph`] apart, so that questions read the graph while a publication is
+//! being linked.
 //!
 //! # The pipeline
 //!
 //! Each key epoch has its own index ([`EpochIndex`]): the CLKs in one contiguous
 //! [`FilterMatrix`] whose row is the item number, the exact tokens in compact form, a Hamming
-//! [`LshIndex`] over the CLKs and a [`TokenIndex`]. Publishing a batch of items:
+//! [`LshIndex`] over the CLKs and a [`TokenIndex`]. Linking a batch of items:
 //!
 //! 1. **Index** every new item (or new identity revision) of the batch.
 //! 2. **Block**: the candidate pairs are those between a batch item and any other indexed item
@@ -19,59 +23,46 @@
 //!    dropped by the kernel itself; token candidates are always scored.
 //! 3. **Score** each candidate with the Fellegi–Sunter model ([`crate::scoring`]) for the
 //!    federation's size: a calibrated probability cut into certain / probable / possible.
-//! 4. **Cluster**: strong links (certain, probable) merge; possible links are kept apart, shown
-//!    next to the cluster "to be verified", never merged. Duplicates inside one entity are linked
-//!    like any other pair.
+//! 4. The links found go to the graph ([`crate::graph::GraphEdit::Relink`]), which clusters.
 //!
-//! # Clusters and their ids
-//!
-//! A cluster is a connected component of strong links; its id is stable:
-//! - a new item alone gets a fresh id; an item joining a cluster takes its id;
-//! - when clusters merge, the oldest (smallest) id stays;
-//! - when a withdrawal or a new identity revision removes the evidence that held a cluster
-//!   together, it splits: the part keeping most of the old members keeps the id (ties: the part
-//!   with the oldest item), the other parts get fresh ids.
-//!
-//! Every change of an item's cluster id is queued for storage ([`Linker::take_cluster_changes`]).
 //! Links are between items (references), not encodings: a link found under one key epoch stands
 //! while both identities keep their revision, whatever epochs are later added or dropped.
 //!
+//! # Evidence that many identities share is no evidence
+//!
+//! A codice fiscale is evidence of one person. An export that gives the same placeholder CF to
+//! many different people, or a node that sends one token with many identities, would otherwise
+//! glue strangers into one person. So a token held by [`IndexBounds::token_identities`] or more
+//! *different identities* (CLKs below [`IndexBounds::same_identity_dice`] of each other) among
+//! the items **of one node** becomes a *token hub* of that node: for that node's items it is no
+//! longer a blocking key nor scoring evidence (the pair's token comparison takes its "missing"
+//! level, as if the node had not sent it), and the node's items holding it are relinked on that
+//! basis. Counting per node means the decision depends only on what that node itself sent —
+//! never on another node's items, which the node may not see. The hubs are reported
+//! ([`Linked::hubs`]) for a data steward and recomputed from the index at every start.
+//!
 //! # Bounds
 //!
-//! Item numbers are rows: at most [`MAX_ITEM_ID`]. Everything else is bounded by the items.
+//! Item numbers are rows: at most [`MAX_ITEM_ID`]. The work one item can cause is bounded:
+//! LSH buckets holding more than [`IndexBounds::max_bucket`] filters are not walked (such a
+//! bucket is a degenerate encoding shared by thousands, not a person), a token held by more than
+//! [`IndexBounds::max_token_holders`] items is not a blocking key, and held (quarantined) items
+//! are never candidates. The graph bounds the links and clusters that result.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ponte_proto::bits::to_words;
 use ponte_proto::schema::LinkageSchema;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::blocking::{self, LshIndex, LshParams, TokenIndex, compact_token};
+use crate::graph::{GraphBounds, GraphEdit, LinkGraph, NodeIx};
+pub use crate::graph::LinkChange;
 use crate::kernel::{self, FilterMatrix, KernelKind};
 use crate::model::EpochEncoding;
 use crate::scoring::{CompactScorer, FsModel};
 
-/// How sure a link is. Ordered from strongest to weakest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Band {
-    Certain = 1,
-    Probable = 2,
-    Possible = 3,
-}
-
-impl Band {
-    /// Certain and probable links merge clusters; possible ones do not.
-    pub fn is_strong(self) -> bool {
-        self <= Band::Probable
-    }
-}
-
-/// Internal item number (stable for the life of an item; never leaves the coordinator). It is
-/// also the item's row in the filter matrices.
-pub type ItemId = u64;
-/// A person cluster's id (0 is never used).
-pub type ClusterId = u64;
+pub use crate::model::{Band, ClusterId, ItemId};
 
 /// Largest item number the linker accepts (rows are `u32`; the token index keeps a flag bit).
 pub const MAX_ITEM_ID: ItemId = (1 << 31) - 1;
@@ -111,33 +102,6 @@ impl LinkerParams {
             prior_records: None,
         }
     }
-}
-
-/// What publishing one item changed in the link graph.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkChange {
-    /// A new item or a new identity revision: its old links are gone, these are its links now.
-    Relinked { removed: Vec<ItemId>, links: Vec<(ItemId, Band)> },
-    /// The same identity revision under another (or the same) key epoch: indexed for future
-    /// comparisons, links unchanged. This is what keeps answers identical through a key rotation.
-    Unchanged,
-}
-
-/// One item of a batch to publish.
-#[derive(Debug, Clone, Copy)]
-pub struct Publish<'a> {
-    pub id: ItemId,
-    pub revision: u64,
-    pub encoding: &'a EpochEncoding,
-}
-
-/// Why the linker refused a batch (nothing of it was applied).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LinkError {
-    #[error("item number {0} is beyond the linker's limit of {MAX_ITEM_ID} items")]
-    ItemId(ItemId),
-    #[error("a CLK of {got} bytes; the linkage schema's is {expected}")]
-    ClkLength { expected: usize, got: usize },
 }
 
 /// Up to [`ponte_proto::limits::MAX_TOKENS_PER_ITEM`] compact tokens, on the stack.
@@ -307,46 +271,139 @@ pub struct BatchStats {
     pub links_by_band: [u64; 3],
     /// Whether the bulk (bucket) path ran.
     pub bulk_path: bool,
+    /// LSH buckets not walked because they held more than [`IndexBounds::max_bucket`] filters.
+    pub buckets_skipped: u64,
+    /// Token lookups skipped because the token had more than [`IndexBounds::max_token_holders`]
+    /// holders.
+    pub tokens_skipped: u64,
 }
 
-/// The index, the link graph and the clusters. Rebuilt from storage at start.
-pub struct Linker {
+/// Bounds on the work one item can cause, and when a token stops being evidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexBounds {
+    /// LSH buckets larger than this are not walked for candidates.
+    pub max_bucket: usize,
+    /// A token held by more items than this is not a blocking key.
+    pub max_token_holders: usize,
+    /// A token held by this many different identities among one node's items is a token hub of
+    /// that node.
+    pub token_identities: usize,
+    /// Two filters at least this similar (Dice) count as one identity when counting a token's
+    /// identities.
+    pub same_identity_dice: f64,
+}
+
+/// The defaults of [`IndexBounds`].
+pub const DEFAULT_MAX_BUCKET: usize = 4096;
+pub const DEFAULT_MAX_TOKEN_HOLDERS: usize = 256;
+pub const DEFAULT_TOKEN_IDENTITIES: usize = 3;
+pub const DEFAULT_SAME_IDENTITY_DICE: f64 = 0.8;
+
+impl Default for IndexBounds {
+    fn default() -> Self {
+        IndexBounds {
+            max_bucket: DEFAULT_MAX_BUCKET,
+            max_token_holders: DEFAULT_MAX_TOKEN_HOLDERS,
+            token_identities: DEFAULT_TOKEN_IDENTITIES,
+            same_identity_dice: DEFAULT_SAME_IDENTITY_DICE,
+        }
+    }
+}
+
+/// A token that became a hub of one node: no longer evidence for that node's items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHub {
+    pub node: NodeIx,
+    /// The token's kind (`v1::TokenKind`); never its value.
+    pub kind: i32,
+    /// The node's items holding it (at most [`IndexBounds::max_token_holders`]).
+    pub holders: Vec<ItemId>,
+    /// Different identities counted among them (at least [`IndexBounds::token_identities`]).
+    pub identities: usize,
+}
+
+/// What [`LinkIndex::link_batch`] found: the graph edits to make, and how to undo the index
+/// changes should storing them fail.
+#[derive(Debug, Default)]
+pub struct Linked {
+    /// One relink per new item or new identity revision of the batch (in the batch's order of
+    /// last occurrence), then one per item relinked because a token became a hub.
+    pub edits: Vec<GraphEdit>,
+    /// Items of the batch published again with the same identity revision: indexed under the
+    /// epoch, links unchanged.
+    pub unchanged: Vec<ItemId>,
+    /// Tokens that became hubs with this batch.
+    pub hubs: Vec<TokenHub>,
+    pub stats: BatchStats,
+    undo: Vec<(ItemId, bool, u64)>,
+}
+
+/// The encoding index of every key epoch: what links a new item to the items already there.
+pub struct LinkIndex {
     params: LinkerParams,
+    bounds: IndexBounds,
     last_batch: BatchStats,
     epochs: BTreeMap<u32, EpochIndex>,
     alive: Vec<bool>,
     revisions: Vec<u64>,
+    node_of: Vec<NodeIx>,
+    /// Held (quarantined) items: indexed, never a candidate.
+    held: Vec<bool>,
+    /// (node, compact token) pairs that are no evidence for that node's items.
+    hubs: HashSet<(NodeIx, u64)>,
     live: usize,
-    adjacency: HashMap<ItemId, Vec<(ItemId, Band)>>,
-    cluster: Vec<ClusterId>,
-    next_cluster: ClusterId,
-    cluster_changes: Vec<(ItemId, ClusterId)>,
 }
 
-impl Linker {
-    pub fn new(params: LinkerParams) -> Result<Linker, String> {
+/// One item of a batch to publish.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    pub id: ItemId,
+    pub revision: u64,
+    pub encoding: &'a EpochEncoding,
+    /// The publishing node (see [`NodeIx`]).
+    pub node: NodeIx,
+}
+
+/// Why the linker refused a batch (nothing of it was applied).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("item number {0} is beyond the linker's limit of {MAX_ITEM_ID} items")]
+    ItemId(ItemId),
+    #[error("a CLK of {got} bytes; the linkage schema's is {expected}")]
+    ClkLength { expected: usize, got: usize },
+}
+
+impl LinkIndex {
+    pub fn new(params: LinkerParams, bounds: IndexBounds) -> Result<LinkIndex, String> {
         params.lsh.check(params.clk_bits).map_err(|e| format!("linkage schema [blocking]: {e}"))?;
         FilterMatrix::new(params.clk_bits as usize / 64).map_err(|e| format!("CLK length: {e}"))?;
         let problems = params.model.check();
         if !problems.is_empty() {
             return Err(format!("matching model: {}", problems.join("; ")));
         }
-        Ok(Linker {
+        if bounds.max_bucket == 0 || bounds.max_token_holders == 0 || bounds.token_identities < 2 {
+            return Err("linker bounds: max_bucket and max_token_holders must be positive and token_identities at least 2".into());
+        }
+        Ok(LinkIndex {
             params,
+            bounds,
             last_batch: BatchStats::default(),
             epochs: BTreeMap::new(),
             alive: Vec::new(),
             revisions: Vec::new(),
+            node_of: Vec::new(),
+            held: Vec::new(),
+            hubs: HashSet::new(),
             live: 0,
-            adjacency: HashMap::new(),
-            cluster: Vec::new(),
-            next_cluster: 1,
-            cluster_changes: Vec::new(),
         })
     }
 
     pub fn params(&self) -> &LinkerParams {
         &self.params
+    }
+
+    pub fn bounds(&self) -> IndexBounds {
+        self.bounds
     }
 
     /// What linking the last batch took.
@@ -379,23 +436,42 @@ impl Linker {
         self.alive.get(id as usize).copied().unwrap_or(false)
     }
 
+    /// The identity revision indexed for `id`.
+    pub fn revision(&self, id: ItemId) -> Option<u64> {
+        self.contains(id).then(|| self.revisions[id as usize])
+    }
+
     /// Items indexed under each key epoch.
     pub fn epoch_counts(&self) -> Vec<(u32, usize)> {
         self.epochs.iter().map(|(e, ix)| (*e, ix.count)).collect()
     }
 
-    /// Number of links (each pair once), of every band.
-    pub fn link_count(&self) -> usize {
-        self.adjacency.values().map(Vec::len).sum::<usize>() / 2
+    /// Whether `id` is indexed under `enc`'s epoch with exactly this encoding (filter and
+    /// tokens): a re-sent publication that changes nothing.
+    pub fn holds_encoding(&self, id: ItemId, enc: &EpochEncoding) -> bool {
+        let Some(ix) = self.epochs.get(&enc.epoch) else { return false };
+        let row = id as u32;
+        if id > MAX_ITEM_ID || !ix.has(row) || enc.clk.len() * 8 != self.params.clk_bits as usize {
+            return false;
+        }
+        let words = to_words(&enc.clk);
+        let tokens: Vec<u64> = enc.tokens.iter().map(compact_token).collect();
+        ix.matrix.row(id as usize) == words.as_slice() && *ix.tokens_of(row) == *tokens.as_slice()
     }
 
-    /// Estimated bytes held by the indexes, the link graph and the cluster table.
+    /// Token hubs known (node, token) — the count only; values are never reported.
+    pub fn hub_count(&self) -> usize {
+        self.hubs.len()
+    }
+
+    /// Estimated bytes held by the indexes.
     pub fn memory_bytes(&self) -> usize {
         self.epochs.values().map(EpochIndex::memory_bytes).sum::<usize>()
             + self.alive.capacity()
+            + self.held.capacity()
             + self.revisions.capacity() * 8
-            + self.cluster.capacity() * 8
-            + self.adjacency.values().map(|v| 48 + v.capacity() * 16).sum::<usize>()
+            + self.node_of.capacity() * 2
+            + self.hubs.capacity() * 16
     }
 
     fn check_id(id: ItemId) -> Result<u32, LinkError> {
@@ -407,18 +483,20 @@ impl Linker {
         if enc.clk.len() != expected { Err(LinkError::ClkLength { expected, got: enc.clk.len() }) } else { Ok(()) }
     }
 
-    fn set_alive(&mut self, id: ItemId, revision: u64) {
+    fn set_alive(&mut self, id: ItemId, revision: u64, node: NodeIx) {
         let i = id as usize;
         if self.alive.len() <= i {
             self.alive.resize(i + 1, false);
+            self.held.resize(i + 1, false);
             self.revisions.resize(i + 1, 0);
-            self.cluster.resize(i + 1, 0);
+            self.node_of.resize(i + 1, 0);
         }
         if !self.alive[i] {
             self.live += 1;
         }
         self.alive[i] = true;
         self.revisions[i] = revision;
+        self.node_of[i] = node;
     }
 
     fn index(&mut self, id: ItemId, enc: &EpochEncoding, into_lsh: bool) {
@@ -430,13 +508,13 @@ impl Linker {
     }
 
     /// Adds a stored item to the index without linking it (used when restoring from storage;
-    /// finish with [`Linker::finish_restore`]).
-    pub fn restore(&mut self, id: ItemId, revision: u64, encodings: &[EpochEncoding]) -> Result<(), LinkError> {
+    /// finish with [`LinkIndex::finish_restore`]).
+    pub fn restore(&mut self, id: ItemId, revision: u64, node: NodeIx, encodings: &[EpochEncoding]) -> Result<(), LinkError> {
         Self::check_id(id)?;
         for enc in encodings {
             self.check_encoding(enc)?;
         }
-        self.set_alive(id, revision);
+        self.set_alive(id, revision, node);
         for enc in encodings {
             // The LSH tables are built once, by `finish_restore`.
             self.index(id, enc, false);
@@ -444,17 +522,9 @@ impl Linker {
         Ok(())
     }
 
-    /// Restores a stored link (between two restored items).
-    pub fn restore_link(&mut self, a: ItemId, b: ItemId, band: Band) {
-        if self.contains(a) && self.contains(b) && a != b {
-            self.add_link(a, b, band);
-        }
-    }
-
-    /// Ends a restore: chooses the LSH positions from the restored filters, takes the stored
-    /// cluster ids, and repairs any the links contradict (as a merge or split would; the repairs
-    /// are queued like any change). Ids of items not restored are ignored.
-    pub fn finish_restore(&mut self, clusters: impl IntoIterator<Item = (ItemId, ClusterId)>) {
+    /// Ends a restore: chooses the LSH positions from the restored filters, marks the held
+    /// items, and finds the token hubs again.
+    pub fn finish_restore(&mut self, held: impl IntoIterator<Item = ItemId>) {
         let params = self.params.clone();
         for ix in self.epochs.values_mut() {
             ix.adapt_lsh(&params);
@@ -464,28 +534,84 @@ impl Linker {
             ix.present.shrink_to_fit();
             ix.tokens.shrink_to_fit();
         }
-        for (id, c) in clusters {
-            if self.contains(id) && c != 0 {
-                self.cluster[id as usize] = c;
-                self.next_cluster = self.next_cluster.max(c + 1);
+        for id in held {
+            self.hold(id);
+        }
+        let mut found = Vec::new();
+        for ix in self.epochs.values() {
+            for (token, holders) in ix.token_index.shared() {
+                let mut nodes: Vec<NodeIx> = holders.iter().map(|&h| self.node_of[h as usize]).collect();
+                nodes.sort_unstable();
+                nodes.dedup();
+                for n in nodes {
+                    if !self.hubs.contains(&(n, token))
+                        && let Some(hub) = self.hub_check(ix, n, token)
+                    {
+                        self.hubs.insert((n, token));
+                        found.push(hub);
+                    }
+                }
             }
         }
-        let all: Vec<ItemId> = (0..self.alive.len() as ItemId).filter(|&i| self.contains(i)).collect();
-        self.settle(&all);
+        if !found.is_empty() {
+            tracing::info!(hubs = found.len(), "token hubs found again in the restored index");
+        }
     }
 
-    /// Publishes one item (the online path). See [`Linker::publish_batch`].
-    pub fn publish(&mut self, id: ItemId, revision: u64, encoding: &EpochEncoding) -> Result<LinkChange, LinkError> {
-        let mut out = self.publish_batch(&[Publish { id, revision, encoding }])?;
-        Ok(out.pop().map(|x| x.1).unwrap_or(LinkChange::Unchanged))
+    /// Holds an item (quarantine): it stays indexed, and is never a candidate again until it is
+    /// relinked under a new identity revision.
+    pub fn hold(&mut self, id: ItemId) {
+        if let Some(h) = self.held.get_mut(id as usize) {
+            *h = true;
+        }
+    }
+
+    /// Whether `id` is held.
+    pub fn is_held(&self, id: ItemId) -> bool {
+        self.held.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// Whether `node`'s items holding `token` have found the hub bound: `Some` with what to
+    /// report when its holders of that node are at least [`IndexBounds::token_identities`]
+    /// different identities. Looks at most at [`IndexBounds::max_token_holders`] holders.
+    fn hub_check(&self, ix: &EpochIndex, node: NodeIx, token: u64) -> Option<TokenHub> {
+        let b = self.bounds;
+        let holders = ix.token_index.get(token);
+        if holders.len() < b.token_identities {
+            return None;
+        }
+        let mine: Vec<u32> = holders.iter().copied().filter(|&h| self.node_of[h as usize] == node).take(b.max_token_holders).collect();
+        if mine.len() < b.token_identities {
+            return None;
+        }
+        let mut identities: Vec<u32> = Vec::new();
+        for &h in &mine {
+            let a = ix.matrix.row(h as usize);
+            let pa = ix.matrix.popcount(h as usize);
+            let same = identities.iter().any(|&r| {
+                let and: u32 = a.iter().zip(ix.matrix.row(r as usize)).map(|(x, y)| (x & y).count_ones()).sum();
+                kernel::dice_from_counts(and, pa, ix.matrix.popcount(r as usize)) >= b.same_identity_dice
+            });
+            if !same {
+                identities.push(h);
+            }
+        }
+        (identities.len() >= b.token_identities).then(|| TokenHub {
+            node,
+            kind: blocking::compact_kind(token),
+            holders: mine.iter().map(|&h| ItemId::from(h)).collect(),
+            identities: identities.len(),
+        })
     }
 
     /// Indexes a batch and links its new items and new identity revisions against everything
     /// indexed under the same key epoch (and against each other). The same revision again is
-    /// only indexed under its epoch ([`LinkChange::Unchanged`]). An item appearing twice in a
-    /// batch counts once, as its last occurrence. Returns one change per distinct item, in
-    /// the batch's order of last occurrence. Nothing is applied if any item is refused.
-    pub fn publish_batch(&mut self, batch: &[Publish<'_>]) -> Result<Vec<(ItemId, LinkChange)>, LinkError> {
+    /// only indexed under its epoch. An item appearing twice in a batch counts once, as its last
+    /// occurrence. Nothing is changed if any item is refused.
+    ///
+    /// The index is changed at once; should the caller fail to store the result, it hands the
+    /// result back to [`LinkIndex::undo`], after which a retry of the same batch relinks.
+    pub fn link_batch(&mut self, batch: &[Publish<'_>]) -> Result<Linked, LinkError> {
         for p in batch {
             Self::check_id(p.id)?;
             self.check_encoding(p.encoding)?;
@@ -496,106 +622,248 @@ impl Linker {
         }
         let items: Vec<&Publish<'_>> = batch.iter().enumerate().filter(|(i, p)| last[&p.id] == *i).map(|x| x.1).collect();
 
-        // 1. Index; drop the links of replaced revisions.
-        let mut results: Vec<(ItemId, Option<Vec<ItemId>>)> = Vec::with_capacity(items.len());
+        // 1. Index.
+        let mut out = Linked::default();
         let mut to_lsh: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         let mut to_link: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        let mut touched: Vec<ItemId> = Vec::new();
         for p in &items {
             to_lsh.entry(p.encoding.epoch).or_default().push(p.id as u32);
-            if self.contains(p.id) && self.revisions[p.id as usize] == p.revision {
+            let was = (self.contains(p.id), self.revisions.get(p.id as usize).copied().unwrap_or(0));
+            if was.0 && was.1 == p.revision {
                 self.index(p.id, p.encoding, false);
-                results.push((p.id, None));
+                out.unchanged.push(p.id);
                 continue;
             }
-            let removed = self.unlink(p.id);
-            touched.extend(&removed);
-            touched.push(p.id);
-            self.set_alive(p.id, p.revision);
+            out.undo.push((p.id, was.0, was.1));
+            self.set_alive(p.id, p.revision, p.node);
+            self.held[p.id as usize] = false;
             self.index(p.id, p.encoding, false);
             to_link.entry(p.encoding.epoch).or_default().push(p.id as u32);
-            results.push((p.id, Some(removed)));
         }
         let params = self.params.clone();
         for (epoch, rows) in &to_lsh {
             self.epochs.get_mut(epoch).expect("indexed above").add_to_lsh(rows, &params);
         }
 
-        // 2–3. Block and score, epoch by epoch.
-        let mut new_links: Vec<(ItemId, ItemId, Band)> = Vec::new();
+        // 2. Token hubs the batch completes: their holders of that node are relinked too.
+        let mut relink_for_hub: Vec<ItemId> = Vec::new();
+        for (epoch, rows) in &to_lsh {
+            let ix = &self.epochs[epoch];
+            let mut new_hubs = Vec::new();
+            for &r in rows {
+                let node = self.node_of[r as usize];
+                for &t in ix.tokens_of(r).iter() {
+                    if !self.hubs.contains(&(node, t))
+                        && !new_hubs.iter().any(|h: &(NodeIx, u64, TokenHub)| h.0 == node && h.1 == t)
+                        && let Some(hub) = self.hub_check(ix, node, t)
+                    {
+                        new_hubs.push((node, t, hub));
+                    }
+                }
+            }
+            for (node, t, hub) in new_hubs {
+                self.hubs.insert((node, t));
+                let linking = to_link.entry(*epoch).or_default();
+                for &h in &hub.holders {
+                    let row = h as u32;
+                    if !linking.contains(&row) && !self.is_held(h) {
+                        linking.push(row);
+                        relink_for_hub.push(h);
+                    }
+                }
+                out.hubs.push(hub);
+            }
+        }
+
+        // 3. Block and score, epoch by epoch.
+        let mut found: HashMap<ItemId, Vec<(ItemId, Band)>> = HashMap::new();
         let mut stats = BatchStats::default();
         for (epoch, mut rows) in to_link {
             rows.sort_unstable();
+            rows.dedup();
             let ix = &self.epochs[&epoch];
             let records = params.prior_records.unwrap_or(ix.count as u64);
             let scorer = params.model.compact_scorer(records);
-            let (pairs, comparisons, bulk) = candidate_pairs(&params, ix, &rows, &scorer);
-            let links = score_pairs(ix, &pairs, &scorer);
+            let ctx = Ctx { params: &params, bounds: self.bounds, ix, held: &self.held, node_of: &self.node_of, hubs: &self.hubs };
+            let (pairs, comparisons, bulk, skipped) = candidate_pairs(&ctx, &rows, &scorer);
+            let links = score_pairs(&ctx, &pairs, &scorer);
             stats.linked_items += rows.len() as u64;
             stats.comparisons += comparisons;
             stats.scored_pairs += pairs.len() as u64;
             stats.links += links.len() as u64;
+            stats.buckets_skipped += skipped.0;
+            stats.tokens_skipped += skipped.1;
             for (_, _, band) in &links {
                 stats.links_by_band[*band as usize - 1] += 1;
             }
             stats.bulk_path |= bulk;
-            new_links.extend(links);
+            for (a, b, band) in links {
+                found.entry(a).or_default().push((b, band));
+                found.entry(b).or_default().push((a, band));
+            }
         }
         self.last_batch = stats;
-        for &(a, b, band) in &new_links {
-            self.add_link(a, b, band);
-            touched.push(b);
+        out.stats = stats;
+        let relinked: Vec<ItemId> = items
+            .iter()
+            .filter(|p| !out.unchanged.contains(&p.id))
+            .map(|p| p.id)
+            .chain(relink_for_hub)
+            .collect();
+        for id in relinked {
+            let mut links = found.remove(&id).unwrap_or_default();
+            links.sort_unstable();
+            links.dedup_by_key(|l| l.0);
+            out.edits.push(GraphEdit::Relink { id, node: self.node_of[id as usize], links });
         }
-
-        // 4. Clusters.
-        self.settle(&touched);
-
-        Ok(results
-            .into_iter()
-            .map(|(id, removed)| {
-                let change = match removed {
-                    None => LinkChange::Unchanged,
-                    Some(removed) => LinkChange::Relinked { removed, links: self.links_of(id) },
-                };
-                (id, change)
-            })
-            .collect())
+        Ok(out)
     }
 
-    fn links_of(&self, id: ItemId) -> Vec<(ItemId, Band)> {
-        let mut v = self.adjacency.get(&id).cloned().unwrap_or_default();
-        v.sort();
-        v
-    }
-
-    fn add_link(&mut self, a: ItemId, b: ItemId, band: Band) {
-        for (x, y) in [(a, b), (b, a)] {
-            let adj = self.adjacency.entry(x).or_default();
-            match adj.iter_mut().find(|(n, _)| *n == y) {
-                Some(slot) => slot.1 = band,
-                None => adj.push((y, band)),
+    /// Undoes what [`LinkIndex::link_batch`] changed in the index's item table (storing the
+    /// result failed): new items are removed, relinked ones get back their previous revision, so
+    /// that the same batch sent again is linked again. Encodings indexed under an existing
+    /// item stay (they are replaced by the retry).
+    pub fn undo(&mut self, linked: &Linked) {
+        for &(id, was_alive, was_revision) in linked.undo.iter().rev() {
+            if was_alive {
+                self.revisions[id as usize] = was_revision;
+            } else {
+                self.remove(id);
             }
         }
-    }
-
-    /// Removes every link of `id`; returns its former neighbours, sorted.
-    fn unlink(&mut self, id: ItemId) -> Vec<ItemId> {
-        let mut neighbours: Vec<ItemId> = self.adjacency.remove(&id).map(|v| v.into_iter().map(|x| x.0).collect()).unwrap_or_default();
-        for n in &neighbours {
-            if let Some(adj) = self.adjacency.get_mut(n) {
-                adj.retain(|x| x.0 != id);
-                if adj.is_empty() {
-                    self.adjacency.remove(n);
-                }
-            }
-        }
-        neighbours.sort_unstable();
-        neighbours
     }
 
     /// Forgets every encoding of a key epoch (after a rotation). Links stay.
     pub fn drop_epoch(&mut self, epoch: u32) {
         self.epochs.remove(&epoch);
+    }
+
+    /// Removes an item and its encodings.
+    pub fn remove(&mut self, id: ItemId) {
+        if !self.contains(id) {
+            return;
+        }
+        for ix in self.epochs.values_mut() {
+            ix.remove(id as u32);
+        }
+        self.alive[id as usize] = false;
+        self.held[id as usize] = false;
+        self.live -= 1;
+    }
+}
+
+/// The index, the link graph and the clusters together, for callers that need no separation
+/// (the simulator, benchmarks and tests). Rebuilt from storage at start.
+pub struct Linker {
+    pub index: LinkIndex,
+    pub graph: LinkGraph,
+    cluster_changes: Vec<(ItemId, ClusterId)>,
+}
+
+impl Linker {
+    pub fn new(params: LinkerParams) -> Result<Linker, String> {
+        Self::with_bounds(params, IndexBounds::default(), GraphBounds::default())
+    }
+
+    pub fn with_bounds(params: LinkerParams, index: IndexBounds, graph: GraphBounds) -> Result<Linker, String> {
+        Ok(Linker { index: LinkIndex::new(params, index)?, graph: LinkGraph::new(graph), cluster_changes: Vec::new() })
+    }
+
+    pub fn params(&self) -> &LinkerParams {
+        self.index.params()
+    }
+
+    /// What linking the last batch took.
+    pub fn last_batch(&self) -> BatchStats {
+        self.index.last_batch()
+    }
+
+    /// See [`LinkIndex::lsh_collide`].
+    pub fn lsh_collide(&self, epoch: u32, a: &[u64], b: &[u64]) -> bool {
+        self.index.lsh_collide(epoch, a, b)
+    }
+
+    /// See [`LinkIndex::screen`].
+    pub fn screen(&self, records: u64) -> Option<f32> {
+        self.index.screen(records)
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn contains(&self, id: ItemId) -> bool {
+        self.index.contains(id)
+    }
+
+    pub fn epoch_counts(&self) -> Vec<(u32, usize)> {
+        self.index.epoch_counts()
+    }
+
+    pub fn link_count(&self) -> usize {
+        self.graph.link_count()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes() + self.graph.memory_bytes()
+    }
+
+    /// Adds a stored item without linking it (finish with [`Linker::finish_restore`]).
+    pub fn restore(&mut self, id: ItemId, revision: u64, encodings: &[EpochEncoding]) -> Result<(), LinkError> {
+        self.index.restore(id, revision, 0, encodings)?;
+        self.graph.restore_item(id, 0);
+        Ok(())
+    }
+
+    pub fn restore_link(&mut self, a: ItemId, b: ItemId, band: Band) {
+        self.graph.restore_link(a, b, band);
+    }
+
+    /// Ends a restore (see [`LinkGraph::finish_restore`]); repairs are queued like any change.
+    pub fn finish_restore(&mut self, clusters: impl IntoIterator<Item = (ItemId, ClusterId)>) {
+        self.index.finish_restore(std::iter::empty());
+        let repairs = self.graph.finish_restore(clusters);
+        self.cluster_changes.extend(repairs);
+    }
+
+    /// Publishes one item (the online path). See [`Linker::publish_batch`].
+    pub fn publish(&mut self, id: ItemId, revision: u64, encoding: &EpochEncoding) -> Result<LinkChange, LinkError> {
+        let mut out = self.publish_batch(&[Publish { id, revision, encoding, node: 0 }])?;
+        Ok(out.iter().position(|x| x.0 == id).map(|i| out.swap_remove(i).1).unwrap_or(LinkChange::Unchanged))
+    }
+
+    /// Links a batch ([`LinkIndex::link_batch`]) and applies the links to the graph. Returns one
+    /// change per distinct item of the batch, in the batch's order of last occurrence, then the
+    /// items relinked because a token became a hub.
+    pub fn publish_batch(&mut self, batch: &[Publish<'_>]) -> Result<Vec<(ItemId, LinkChange)>, LinkError> {
+        let linked = self.index.link_batch(batch)?;
+        let (changes, clusters, held) = self.graph.change(&linked.edits);
+        for q in &held {
+            self.index.hold(q.id);
+        }
+        self.cluster_changes.extend(clusters);
+        let mut out: Vec<(ItemId, LinkChange)> = Vec::with_capacity(changes.len() + linked.unchanged.len());
+        let mut seen = HashSet::new();
+        let mut changes: HashMap<ItemId, LinkChange> = changes.into_iter().collect();
+        for p in batch.iter().rev() {
+            if seen.insert(p.id) {
+                out.push((p.id, changes.remove(&p.id).unwrap_or(LinkChange::Unchanged)));
+            }
+        }
+        out.reverse();
+        let mut rest: Vec<(ItemId, LinkChange)> = changes.into_iter().collect();
+        rest.sort_by_key(|x| x.0);
+        out.extend(rest);
+        Ok(out)
+    }
+
+    /// Forgets every encoding of a key epoch (after a rotation). Links stay.
+    pub fn drop_epoch(&mut self, epoch: u32) {
+        self.index.drop_epoch(epoch);
     }
 
     /// Removes an item, its encodings and all its links; the clusters it held together split.
@@ -604,23 +872,15 @@ impl Linker {
         if !self.contains(id) {
             return Vec::new();
         }
-        for ix in self.epochs.values_mut() {
-            ix.remove(id as u32);
-        }
-        let neighbours = self.unlink(id);
-        self.alive[id as usize] = false;
-        self.live -= 1;
-        if self.cluster[id as usize] != 0 {
-            self.cluster[id as usize] = 0;
-            self.cluster_changes.push((id, 0));
-        }
-        self.settle(&neighbours);
+        let neighbours: Vec<ItemId> = self.graph.links_of(id).into_iter().map(|x| x.0).collect();
+        self.index.remove(id);
+        let (_, clusters, _) = self.graph.change(&[GraphEdit::Remove { id }]);
+        self.cluster_changes.extend(clusters);
         neighbours
     }
 
-    /// The cluster (person) an item belongs to.
     pub fn cluster_of(&self, id: ItemId) -> Option<ClusterId> {
-        self.contains(id).then(|| self.cluster[id as usize]).filter(|c| *c != 0)
+        self.graph.cluster_of(id)
     }
 
     /// Cluster id changes since the last call, in order (`0`: the item is gone).
@@ -628,183 +888,83 @@ impl Linker {
         std::mem::take(&mut self.cluster_changes)
     }
 
-    /// Gives every strong component containing a `touched` item one id, by the rules of the
-    /// module documentation, and queues the changes.
-    fn settle(&mut self, touched: &[ItemId]) {
-        let mut seen: HashSet<ItemId> = HashSet::new();
-        let mut components: Vec<Vec<ItemId>> = Vec::new();
-        let mut sorted: Vec<ItemId> = touched.iter().copied().filter(|&t| self.contains(t)).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        for t in sorted {
-            if seen.contains(&t) {
-                continue;
-            }
-            let mut comp = self.component(t, Band::Probable);
-            comp.push(t);
-            comp.sort_unstable();
-            seen.extend(comp.iter().copied());
-            components.push(comp);
-        }
-        // Claims: (cluster id, members holding it in the component, the component's oldest item).
-        let mut claims: Vec<(ClusterId, std::cmp::Reverse<usize>, ItemId, usize)> = Vec::new();
-        for (ci, comp) in components.iter().enumerate() {
-            let mut counts: BTreeMap<ClusterId, usize> = BTreeMap::new();
-            for &m in comp {
-                let c = self.cluster[m as usize];
-                if c != 0 {
-                    *counts.entry(c).or_default() += 1;
-                }
-            }
-            for (c, n) in counts {
-                claims.push((c, std::cmp::Reverse(n), comp[0], ci));
-            }
-        }
-        claims.sort_unstable();
-        let mut won: Vec<Option<ClusterId>> = vec![None; components.len()];
-        let mut taken: HashSet<ClusterId> = HashSet::new();
-        for (c, _, _, ci) in claims {
-            if taken.insert(c) {
-                // The first (largest, then oldest) claimant wins the id; among the ids a
-                // component wins, the smallest (oldest) is kept: a merge.
-                let w = &mut won[ci];
-                *w = Some(w.map_or(c, |x| x.min(c)));
-            }
-        }
-        for (ci, comp) in components.iter().enumerate() {
-            let id = match won[ci] {
-                Some(c) => c,
-                None => {
-                    let c = self.next_cluster;
-                    self.next_cluster += 1;
-                    c
-                }
-            };
-            for &m in comp {
-                if self.cluster[m as usize] != id {
-                    self.cluster[m as usize] = id;
-                    self.cluster_changes.push((m, id));
-                }
-            }
-        }
-    }
-
-    /// Everything linked to `anchor`'s person, with the band a reader should see:
-    /// items reachable over certain links only → certain; over certain and probable links →
-    /// probable; items with a possible link to a member of the cluster → possible.
-    /// The anchor itself is not included. Deterministic order (by item id).
+    /// Everything linked to `anchor`'s person (see [`LinkGraph::related`]), all items visible.
     pub fn related(&self, anchor: ItemId) -> Vec<(ItemId, Band)> {
-        let mut best: BTreeMap<ItemId, Band> = BTreeMap::new();
-        for level in [Band::Certain, Band::Probable] {
-            for id in self.component(anchor, level) {
-                best.entry(id).or_insert(level);
-            }
-        }
-        let members: Vec<ItemId> = std::iter::once(anchor).chain(best.keys().copied()).collect();
-        for m in members {
-            if let Some(adj) = self.adjacency.get(&m) {
-                for &(n, band) in adj {
-                    if band == Band::Possible {
-                        best.entry(n).or_insert(Band::Possible);
-                    }
-                }
-            }
-        }
-        best.remove(&anchor);
-        best.into_iter().collect()
+        self.graph.related(anchor, &|_| true)
     }
 
-    /// The members of `id`'s person cluster (its strong component), `id` included, sorted.
     pub fn cluster_members(&self, id: ItemId) -> Vec<ItemId> {
-        if !self.contains(id) {
-            return Vec::new();
-        }
-        let mut m = self.component(id, Band::Probable);
-        m.push(id);
-        m.sort_unstable();
-        m
+        self.graph.cluster_members(id)
     }
 
-    /// Items reachable from `start` over links at least as strong as `level` (without `start`).
-    fn component(&self, start: ItemId, level: Band) -> Vec<ItemId> {
-        let mut seen = HashSet::from([start]);
-        let mut queue = VecDeque::from([start]);
-        let mut out = Vec::new();
-        while let Some(x) = queue.pop_front() {
-            if let Some(adj) = self.adjacency.get(&x) {
-                for &(n, band) in adj {
-                    if band <= level && seen.insert(n) {
-                        out.push(n);
-                        queue.push_back(n);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Number of distinct persons (clusters) among the indexed items.
     pub fn cluster_count(&self) -> usize {
-        let ids: HashSet<ClusterId> = (0..self.alive.len()).filter(|&i| self.alive[i]).map(|i| self.cluster[i]).collect();
-        ids.len()
+        self.graph.cluster_count()
     }
 
-    /// All links, each once (a < b), sorted.
     pub fn links(&self) -> Vec<(ItemId, ItemId, Band)> {
-        let mut out = Vec::new();
-        for (&a, adj) in &self.adjacency {
-            for &(b, band) in adj {
-                if a < b {
-                    out.push((a, b, band));
-                }
-            }
-        }
-        out.sort();
-        out
+        self.graph.links()
     }
 
-    /// Whether the cluster ids are exactly the strong components: every component has one id
-    /// and no two share one. For tests and `stats --check`.
     pub fn clusters_consistent(&self) -> Result<(), String> {
-        let mut owner: HashMap<ClusterId, ItemId> = HashMap::new();
-        let mut seen = HashSet::new();
-        for i in 0..self.alive.len() as ItemId {
-            if !self.contains(i) || seen.contains(&i) {
-                continue;
-            }
-            let mut comp = self.component(i, Band::Probable);
-            comp.push(i);
-            let id = self.cluster[i as usize];
-            if id == 0 {
-                return Err(format!("item {i} has no cluster"));
-            }
-            for &m in &comp {
-                seen.insert(m);
-                if self.cluster[m as usize] != id {
-                    return Err(format!("items {i} and {m} are strongly linked but in clusters {id} and {}", self.cluster[m as usize]));
-                }
-            }
-            if let Some(other) = owner.insert(id, i) {
-                return Err(format!("cluster {id} holds the unlinked items {other} and {i}"));
-            }
-        }
-        Ok(())
+        self.graph.clusters_consistent()
     }
 }
 
-/// The candidate pairs of `rows` (sorted, all indexed in `ix`): with any other indexed row they
-/// share an LSH bucket with at Dice ≥ the scorer's screen, or an exact token with. A pair of two
-/// batch rows is found once, as (later, earlier). Sorted, without duplicates.
-/// Also returns the Dice computations made and whether the bulk path ran.
-fn candidate_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], scorer: &CompactScorer) -> (Vec<Pair>, u64, bool) {
+/// What the candidate search reads: the epoch's index and the item table's flags.
+struct Ctx<'a> {
+    params: &'a LinkerParams,
+    bounds: IndexBounds,
+    ix: &'a EpochIndex,
+    held: &'a [bool],
+    node_of: &'a [NodeIx],
+    hubs: &'a HashSet<(NodeIx, u64)>,
+}
+
+impl Ctx<'_> {
+    fn held(&self, row: u32) -> bool {
+        self.held.get(row as usize).copied().unwrap_or(false)
+    }
+
+    fn is_hub(&self, row: u32, token: u64) -> bool {
+        !self.hubs.is_empty() && self.hubs.contains(&(self.node_of.get(row as usize).copied().unwrap_or(0), token))
+    }
+
+    /// The row's tokens that are evidence (not hubs of its node).
+    fn evidence(&self, row: u32) -> Tokens {
+        let all = self.ix.tokens_of(row);
+        if self.hubs.is_empty() {
+            return all;
+        }
+        let mut t = Tokens::default();
+        for &x in all.iter().filter(|&&x| !self.is_hub(row, x)) {
+            t.buf[t.len] = x;
+            t.len += 1;
+        }
+        t
+    }
+}
+
+/// The candidate pairs of `rows` (sorted, all indexed): with any other indexed row that is not
+/// held they share an LSH bucket of at most [`IndexBounds::max_bucket`] filters with at Dice ≥
+/// the scorer's screen, or an exact token that is evidence on both sides and has at most
+/// [`IndexBounds::max_token_holders`] holders. A pair of two batch rows is found once, as
+/// (later, earlier). Sorted, without duplicates. Also returns the Dice computations made,
+/// whether the bulk path ran, and the buckets and tokens skipped for their size.
+fn candidate_pairs(c: &Ctx<'_>, rows: &[u32], scorer: &CompactScorer) -> (Vec<Pair>, u64, bool, (u64, u64)) {
     let screen = scorer.min_dice_without_token_agreement();
     let bulk = rows.len() >= BULK_PATH_MIN_ITEMS;
-    let (mut pairs, comparisons) = if bulk { bucket_pairs(params, ix, rows, screen) } else { query_pairs(params, ix, rows, screen) };
+    let (mut pairs, comparisons, buckets_skipped) = if bulk { bucket_pairs(c, rows, screen) } else { query_pairs(c, rows, screen) };
     let in_batch = |o: u32| rows.binary_search(&o).is_ok();
+    let mut tokens_skipped = 0u64;
     for &r in rows {
-        for &t in ix.tokens_of(r).iter() {
-            for &o in ix.token_index.get(t) {
-                if o != r && (!in_batch(o) || o < r) {
+        for &t in c.evidence(r).iter() {
+            let holders = c.ix.token_index.get(t);
+            if holders.len() > c.bounds.max_token_holders {
+                tokens_skipped += 1;
+                continue;
+            }
+            for &o in holders {
+                if o != r && !c.held(o) && !c.is_hub(o, t) && (!in_batch(o) || o < r) {
                     pairs.push(Pair { r, o });
                 }
             }
@@ -812,7 +972,7 @@ fn candidate_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], scorer:
     }
     pairs.sort_unstable();
     pairs.dedup();
-    (pairs, comparisons, bulk)
+    (pairs, comparisons, bulk, (buckets_skipped, tokens_skipped))
 }
 
 /// Whether `|A∧B| = and` with `|A| + |B| = s` reaches Dice `t`, exactly as the kernel decides.
@@ -824,15 +984,29 @@ fn reaches(and: u32, s: u32, t: f32) -> bool {
 }
 
 /// The online path: each row asks the LSH index for its candidates.
-fn query_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Option<f32>) -> (Vec<Pair>, u64) {
-    let Some(t) = screen else { return (Vec::new(), 0) };
+fn query_pairs(c: &Ctx<'_>, rows: &[u32], screen: Option<f32>) -> (Vec<Pair>, u64, u64) {
+    let Some(t) = screen else { return (Vec::new(), 0, 0) };
+    let (params, ix) = (c.params, c.ix);
     let mut comparisons = 0u64;
+    let mut skipped = 0u64;
+    let mut bucket: Vec<u32> = Vec::new();
     let in_batch = |o: u32| rows.binary_search(&o).is_ok();
     let mut out = Vec::new();
     let mut counts = Vec::new();
     for &r in rows {
         let words = ix.matrix.row(r as usize);
-        let cands: Vec<u32> = ix.lsh.candidates(words).into_iter().filter(|&o| o != r && (!in_batch(o) || o < r)).collect();
+        let mut cands: Vec<u32> = Vec::new();
+        for table in 0..ix.lsh.tables() {
+            bucket.clear();
+            ix.lsh.bucket_into(table, ix.lsh.table_key(table, words), &mut bucket);
+            if bucket.len() > c.bounds.max_bucket {
+                skipped += 1;
+                continue;
+            }
+            cands.extend(bucket.iter().copied().filter(|&o| o != r && (!in_batch(o) || o < r) && !c.held(o)));
+        }
+        cands.sort_unstable();
+        cands.dedup();
         counts.resize(cands.len(), 0);
         comparisons += cands.len() as u64;
         kernel::intersections_at(params.kernel, words, &ix.matrix, &cands, &mut counts).expect("rows indexed, lengths checked");
@@ -844,19 +1018,20 @@ fn query_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Opt
             }
         }
     }
-    (out, comparisons)
+    (out, comparisons, skipped)
 }
 
 /// The bulk path: per LSH table (in parallel), each bucket the batch falls into is compared as a
 /// block — the batch members in it against all its members — with the tiled kernel.
-fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Option<f32>) -> (Vec<Pair>, u64) {
-    let Some(t) = screen else { return (Vec::new(), 0) };
+fn bucket_pairs(c: &Ctx<'_>, rows: &[u32], screen: Option<f32>) -> (Vec<Pair>, u64, u64) {
+    let Some(t) = screen else { return (Vec::new(), 0, 0) };
+    let (params, ix) = (c.params, c.ix);
     let mut in_batch = vec![false; ix.matrix.len()];
     for &r in rows {
         in_batch[r as usize] = true;
     }
     let words = params.clk_bits as usize / 64;
-    let per_table: Vec<(Vec<Pair>, u64)> = (0..ix.lsh.tables())
+    let per_table: Vec<(Vec<Pair>, u64, u64)> = (0..ix.lsh.tables())
         .into_par_iter()
         .map(|table| {
             let mut keyed: Vec<(u64, u32)> = rows.iter().map(|&r| (ix.lsh.table_key(table, ix.matrix.row(r as usize)), r)).collect();
@@ -864,6 +1039,7 @@ fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Op
             let mut out = Vec::new();
             let mut found = Vec::new();
             let mut comparisons = 0u64;
+            let mut skipped = 0u64;
             let mut a = FilterMatrix::new(words).expect("valid length");
             let mut b = FilterMatrix::new(words).expect("valid length");
             let mut counts = Vec::new();
@@ -873,6 +1049,10 @@ fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Op
                 ix.lsh.bucket_into(table, group[0].0, &mut bucket);
                 let bucket = bucket.as_slice();
                 if bucket.len() < 2 {
+                    continue;
+                }
+                if bucket.len() > c.bounds.max_bucket {
+                    skipped += group.len() as u64;
                     continue;
                 }
                 comparisons += (group.len() * bucket.len()) as u64;
@@ -886,6 +1066,7 @@ fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Op
                         for (&o, &and) in bucket.iter().zip(&counts) {
                             if o != r
                                 && (!in_batch[o as usize] || o < r)
+                                && !c.held(o)
                                 && reaches(and, pop_r + and, t)
                                 && reaches(and, pop_r + ix.matrix.popcount(o as usize), t)
                             {
@@ -907,29 +1088,31 @@ fn bucket_pairs(params: &LinkerParams, ix: &EpochIndex, rows: &[u32], screen: Op
                 kernel::dice_pairs_sequential(params.kernel, &a, &b, t, &mut found).expect("valid threshold and lengths");
                 for p in &found {
                     let (r, o) = (group[p.a as usize].1, bucket[p.b as usize]);
-                    if o != r && (!in_batch[o as usize] || o < r) {
+                    if o != r && (!in_batch[o as usize] || o < r) && !c.held(o) {
                         out.push(Pair { r, o });
                     }
                 }
             }
             out.sort_unstable();
             out.dedup();
-            (out, comparisons)
+            (out, comparisons, skipped)
         })
         .collect();
     let comparisons = per_table.iter().map(|x| x.1).sum();
-    (per_table.into_iter().flat_map(|x| x.0).collect(), comparisons)
+    let skipped = per_table.iter().map(|x| x.2).sum();
+    (per_table.into_iter().flat_map(|x| x.0).collect(), comparisons, skipped)
 }
 
 /// Scores the candidate pairs (in parallel); returns the links, as (batch item, other, band).
-fn score_pairs(ix: &EpochIndex, pairs: &[Pair], scorer: &CompactScorer) -> Vec<(ItemId, ItemId, Band)> {
+fn score_pairs(c: &Ctx<'_>, pairs: &[Pair], scorer: &CompactScorer) -> Vec<(ItemId, ItemId, Band)> {
+    let ix = c.ix;
     pairs
         .par_iter()
         .filter_map(|p| {
             let (a, b) = (ix.matrix.row(p.r as usize), ix.matrix.row(p.o as usize));
             let and: u32 = a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum();
             let dice = kernel::dice_from_counts(and, ix.matrix.popcount(p.r as usize), ix.matrix.popcount(p.o as usize));
-            scorer.band(dice, &ix.tokens_of(p.r), &ix.tokens_of(p.o)).map(|band| (ItemId::from(p.r), ItemId::from(p.o), band))
+            scorer.band(dice, &c.evidence(p.r), &c.evidence(p.o)).map(|band| (ItemId::from(p.r), ItemId::from(p.o), band))
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use ponte_coordinator::scoring::{self, FsModel};
 use ponte_coordinator::config::{self, CoordinatorConfig};
 use ponte_coordinator::officer::OfficerConfig;
 use ponte_coordinator::policy::{self, Policy};
-use ponte_coordinator::{audit, service, storage::Store};
+use ponte_coordinator::{audit, server, storage::Store};
 use ponte_proto::v1;
 use ponte_proto::vocab;
 use ponte_proto::schema::LinkageSchema;
@@ -65,10 +65,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
-    /// Counts stored items per node and key epoch, links and person clusters (the coordinator must be stopped).
+    /// Counts stored items per node and key epoch, links, person clusters and items held
+    /// without links (the coordinator must be stopped).
     Stats {
         #[arg(long)]
         data_dir: PathBuf,
+    },
+    /// What a data steward should look at (privacy-officer certificate): codici fiscali or other
+    /// tokens that one node gives to several different identities (no longer evidence), and
+    /// items held without links because one person would hold too many items of one node.
+    /// Items are named node/reference: the node that published them finds its records.
+    Quarantine {
+        #[arg(long, default_value = "officer.toml")]
+        officer: PathBuf,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
     },
     /// The Fellegi–Sunter matching model: show the one in force, re-estimate it on the
     /// federation's own encodings.
@@ -460,7 +475,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Serve { config } => {
             let cfg = CoordinatorConfig::load(&config).map_err(anyhow::Error::msg)?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(service::serve(cfg, shutdown_signal(), |addr| {
+            rt.block_on(server::serve(cfg, shutdown_signal(), |addr| {
                 println!("ponte-coordinator listening on {addr}");
             }))?;
         }
@@ -499,23 +514,85 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Audit { cmd: AuditCmd::Query { officer, filter, limit } } => {
             let q = filter.query()?;
             let cfg = OfficerConfig::load(&officer).map_err(anyhow::Error::msg)?;
-            let req = v1::AuditQuery {
-                from_time: q.from.unwrap_or(0),
-                to_time: q.to.unwrap_or(0),
-                node: q.node.clone().unwrap_or_default(),
-                purpose: q.purpose.as_deref().map(|p| vocab::PurposeName::parse(p).map(|p| p as i32)).transpose().map_err(anyhow::Error::msg)?.unwrap_or(0),
-                limit,
-            };
+            anyhow::ensure!((1..=10_000).contains(&limit), "--limit {limit}: give 1 to 10000");
+            let purpose = q.purpose.as_deref().map(|p| vocab::PurposeName::parse(p).map(|p| p as i32)).transpose().map_err(anyhow::Error::msg)?.unwrap_or(0);
             let rt = tokio::runtime::Runtime::new()?;
-            let page = rt.block_on(async {
+            // Page by page (each page bounded in entries and bytes) until --limit entries.
+            let (printed, more) = rt.block_on(async {
                 let mut c = cfg.connect().await?;
-                c.query_audit(req).await.map_err(status_error).map(|r| r.into_inner())
+                let (mut printed, mut from) = (0u32, 0u64);
+                loop {
+                    let req = v1::AuditQuery {
+                        from_time: q.from.unwrap_or(0),
+                        to_time: q.to.unwrap_or(0),
+                        node: q.node.clone().unwrap_or_default(),
+                        purpose,
+                        limit: limit - printed,
+                        from_sequence: from,
+                        max_bytes: 0,
+                    };
+                    let page = c.query_audit(req).await.map_err(status_error)?.into_inner();
+                    for e in &page.entries {
+                        println!("{}", e.json);
+                    }
+                    printed += page.entries.len() as u32;
+                    if !page.more || printed >= limit {
+                        return anyhow::Ok((printed, page.more));
+                    }
+                    from = page.next_sequence;
+                }
             })?;
-            for e in &page.entries {
-                println!("{}", e.json);
+            if more && printed >= limit {
+                eprintln!("more entries may match than --limit {limit}: narrow the window or raise the limit");
             }
-            if page.truncated {
-                eprintln!("more entries matched than --limit {limit}: narrow the window or raise the limit");
+        }
+        Cmd::Quarantine { officer, limit, json } => {
+            let cfg = OfficerConfig::load(&officer).map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let entries = rt.block_on(async {
+                let mut c = cfg.connect().await?;
+                let (mut out, mut after) = (Vec::new(), String::new());
+                loop {
+                    let page = c
+                        .quarantine(v1::QuarantineQuery { after_key: after.clone(), limit: (limit as usize - out.len()).min(1000) as u32 })
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    out.extend(page.entries);
+                    if page.next_key.is_empty() || out.len() >= limit as usize {
+                        return anyhow::Ok(out);
+                    }
+                    after = page.next_key;
+                }
+            })?;
+            if entries.is_empty() && !json {
+                println!("nothing in quarantine");
+            }
+            for e in entries {
+                let token = vocab::TokenKindName::from_wire(e.token_kind).map(vocab::TokenKindName::name).unwrap_or_default();
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"kind": e.kind, "node": e.node, "token_kind": token, "items": e.items, "identities": e.identities, "time": e.time, "references": e.references})
+                    );
+                } else if e.kind == "token_hub" {
+                    println!(
+                        "{}: node {} gives one {token} to {} different identities ({} items) — no longer evidence; check these records: {}",
+                        e.kind,
+                        e.node,
+                        e.identities,
+                        e.items,
+                        e.references.join(", ")
+                    );
+                } else {
+                    println!(
+                        "{}: node {} item {} held without links — one person would hold {} items of this node",
+                        e.kind,
+                        e.node,
+                        e.references.join(", "),
+                        e.items
+                    );
+                }
             }
         }
         Cmd::Stats { data_dir } => {
@@ -523,8 +600,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (node, n) in store.counts_by_node()? {
                 println!("{node}\t{n}");
             }
-            println!("links\t{}", store.link_count());
-            println!("clusters\t{}", store.cluster_count());
+            println!("links\t{}", store.link_count()?);
+            println!("clusters\t{}", store.cluster_count()?);
+            println!("held\t{}", store.held_count()?);
             for ((node, epoch), n) in store.counts_by_node_epoch()? {
                 println!("epoch {epoch}\t{node}\t{n}");
             }

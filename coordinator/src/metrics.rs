@@ -78,6 +78,9 @@ pub const IN_FLIGHT: &str = "ponte_coordinator_requests_in_flight";
 pub const STATE_WAITING: &str = "ponte_coordinator_state_queue_depth";
 pub const STATE_WAIT_SECONDS: &str = "ponte_coordinator_state_wait_seconds";
 pub const STORAGE_FAILURES: &str = "ponte_coordinator_storage_failures_total";
+pub const RATE_LIMITED: &str = "ponte_coordinator_rate_limited_total";
+pub const DISK_REFUSALS: &str = "ponte_coordinator_disk_full_refusals_total";
+pub const QUARANTINED: &str = "ponte_coordinator_quarantined_total";
 // What the coordinator holds (refreshed at every scrape).
 pub const ITEMS: &str = "ponte_coordinator_items";
 pub const ENCODINGS: &str = "ponte_coordinator_encodings";
@@ -86,6 +89,9 @@ pub const LINKS: &str = "ponte_coordinator_links";
 pub const CONSENTS: &str = "ponte_coordinator_consents";
 pub const AUDIT_ENTRIES: &str = "ponte_coordinator_audit_entries";
 pub const INDEX_BYTES: &str = "ponte_coordinator_index_memory_bytes";
+pub const TOKEN_HUBS: &str = "ponte_coordinator_token_hubs";
+pub const DISK_FREE: &str = "ponte_coordinator_disk_free_bytes";
+pub const WRITES_REFUSED: &str = "ponte_coordinator_writes_refused";
 pub const BUILD_INFO: &str = "ponte_coordinator_build_info";
 
 /// Every metric the coordinator exposes.
@@ -243,6 +249,24 @@ pub const CATALOGUE: &[MetricDef] = &[
         labels: &[],
         help: "Storage failures (sled) while handling requests; the change was not acknowledged.",
     },
+    MetricDef {
+        name: RATE_LIMITED,
+        kind: Kind::Counter,
+        labels: &["class"],
+        help: "Calls refused because their node exceeded its rate ([limits]), by class: question (who-else, data-subject reports) or write (withdrawals, consents, obscuring, updates). Nothing changed; the node retries.",
+    },
+    MetricDef {
+        name: DISK_REFUSALS,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Writes refused, or ballast released, because the data directory's disk is (nearly) full ([storage]).",
+    },
+    MetricDef {
+        name: QUARANTINED,
+        kind: Kind::Counter,
+        labels: &["kind"],
+        help: "Evidence held back for a data steward, by kind: token_hub (a token one node gives to several identities stopped being evidence), cluster_bound (an item held without links: one person would hold too many items of one node).",
+    },
     MetricDef { name: ITEMS, kind: Kind::Gauge, labels: &[], help: "Published items held (one per published relationship), at the last scrape." },
     MetricDef {
         name: ENCODINGS,
@@ -264,6 +288,14 @@ pub const CATALOGUE: &[MetricDef] = &[
         kind: Kind::Gauge,
         labels: &[],
         help: "Approximate memory of the linker's index (filter matrices, LSH tables, tokens), in bytes, at the last scrape.",
+    },
+    MetricDef { name: TOKEN_HUBS, kind: Kind::Gauge, labels: &[], help: "Tokens that are no evidence for one node's items (token hubs), at the last scrape." },
+    MetricDef { name: DISK_FREE, kind: Kind::Gauge, labels: &[], help: "Free bytes on the data directory's disk, at the last scrape." },
+    MetricDef {
+        name: WRITES_REFUSED,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 while writes are refused for lack of disk space (or a store recovering from a failed write), 0 otherwise, at the last scrape.",
     },
     MetricDef { name: BUILD_INFO, kind: Kind::Gauge, labels: &["version"], help: "Always 1; the coordinator's version as a label." },
 ];
@@ -331,6 +363,12 @@ pub fn describe() {
     }
     for obscured in ["true", "false"] {
         counter!(OBSCURING_CHANGES, "obscured" => obscured).increment(0);
+    }
+    for class in ["question", "write"] {
+        counter!(RATE_LIMITED, "class" => class).increment(0);
+    }
+    for kind in ["token_hub", "cluster_bound"] {
+        counter!(QUARANTINED, "kind" => kind).increment(0);
     }
     for service in GrpcService::ALL {
         gauge!(IN_FLIGHT, "service" => service.label()).set(0.0);
@@ -599,6 +637,23 @@ pub fn auth_refused(service: GrpcService, reason: AuthRefusal) {
     counter!(AUTH_REFUSALS, "service" => service.label(), "reason" => reason.label()).increment(1);
 }
 
+pub fn rate_limited(class: crate::federation::limits::Class) {
+    let label = match class {
+        crate::federation::limits::Class::Question => "question",
+        crate::federation::limits::Class::Write => "write",
+    };
+    counter!(RATE_LIMITED, "class" => label).increment(1);
+}
+
+pub fn disk_full() {
+    counter!(DISK_REFUSALS).increment(1);
+}
+
+pub fn quarantined(token_hubs: u64, held_items: u64) {
+    counter!(QUARANTINED, "kind" => "token_hub").increment(token_hubs);
+    counter!(QUARANTINED, "kind" => "cluster_bound").increment(held_items);
+}
+
 pub fn storage_failure() {
     counter!(STORAGE_FAILURES).increment(1);
 }
@@ -648,6 +703,9 @@ pub struct Holdings {
     pub consents: usize,
     pub audit_entries: u64,
     pub index_bytes: usize,
+    pub token_hubs: u64,
+    pub disk_free_bytes: u64,
+    pub writes_refused_for_disk: bool,
 }
 
 /// Sets the store gauges.
@@ -661,6 +719,9 @@ pub fn holdings(h: &Holdings) {
     gauge!(CONSENTS).set(h.consents as f64);
     gauge!(AUDIT_ENTRIES).set(h.audit_entries as f64);
     gauge!(INDEX_BYTES).set(h.index_bytes as f64);
+    gauge!(TOKEN_HUBS).set(h.token_hubs as f64);
+    gauge!(DISK_FREE).set(h.disk_free_bytes as f64);
+    gauge!(WRITES_REFUSED).set(if h.writes_refused_for_disk { 1.0 } else { 0.0 });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -800,9 +861,12 @@ mod tests {
             audit_query();
             auth_refused(GrpcService::Health, AuthRefusal::NoCertificate);
             storage_failure();
+            rate_limited(crate::federation::limits::Class::Question);
+            disk_full();
+            quarantined(1, 2);
             drop(InFlight::start(GrpcService::Federation));
             drop(Waiting::start());
-            holdings(&Holdings { items: 5, encodings_by_epoch: vec![(1, 5)], persons: 3, links: 2, consents: 1, audit_entries: 7, index_bytes: 4096 });
+            holdings(&Holdings { items: 5, encodings_by_epoch: vec![(1, 5)], persons: 3, links: 2, consents: 1, audit_entries: 7, index_bytes: 4096, ..Default::default() });
         });
         let text = handle.render();
         for m in CATALOGUE {

@@ -8,6 +8,28 @@ use ponte_proto::v1;
 use ponte_proto::vocab;
 use serde::{Deserialize, Serialize};
 
+/// How sure a link is. Ordered from strongest to weakest. Shared by the linker, the link graph,
+/// the scorer, the policy and the answer, so it lives below all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Band {
+    Certain = 1,
+    Probable = 2,
+    Possible = 3,
+}
+
+impl Band {
+    /// Certain and probable links merge clusters; possible ones do not.
+    pub fn is_strong(self) -> bool {
+        self <= Band::Probable
+    }
+}
+
+/// Internal item number (stable for the life of an item; never leaves the coordinator). It is
+/// also the item's row in the linker's filter matrices.
+pub type ItemId = u64;
+/// A person cluster's id (0 is never used).
+pub type ClusterId = u64;
+
 /// Identifies a published item: the publishing node and its opaque reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ItemKey {

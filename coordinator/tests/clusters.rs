@@ -4,7 +4,7 @@
 
 use ponte_coordinator::config::{CoordinatorConfig, MetricsConfig, TlsConfig};
 use ponte_coordinator::model::ItemKey;
-use ponte_coordinator::service::Coordinator;
+use ponte_coordinator::federation::Federation as Coordinator;
 use ponte_proto::identity::{PeerIdentity, Role};
 use ponte_proto::schema::LinkageSchema;
 use ponte_proto::v1;
@@ -19,6 +19,8 @@ fn config(dir: &std::path::Path) -> CoordinatorConfig {
         policy_file: None,
         tls: TlsConfig { ca: "unused".into(), cert: "unused".into(), key: "unused".into() },
         metrics: MetricsConfig::off(),
+        limits: Default::default(),
+        storage: ponte_coordinator::config::StorageConfig { write_reserve_bytes: 0, ballast_bytes: 0 },
     }
 }
 
@@ -74,7 +76,7 @@ impl Fed {
             batch_id: self.batch,
             items,
         };
-        self.c.publish(who, batch).unwrap();
+        self.c.publish(who, &batch, None).unwrap();
     }
 
     fn who_else(&self, who: &PeerIdentity, reference: &str) -> Vec<(String, i32)> {
@@ -86,7 +88,7 @@ impl Fed {
             operator_id: "op-1".into(),
             break_glass_reason: 0,
         };
-        let a = self.c.who_else(who, q).unwrap();
+        let a = self.c.who_else(who, &q).unwrap();
         a.relationships.into_iter().map(|r| (r.entity_id, r.band)).collect()
     }
 
@@ -121,7 +123,7 @@ fn who_else_follows_clusters_through_withdrawal_update_and_restart() {
     assert_eq!(fed.cluster(&galatina, "c1"), ca);
 
     // Withdrawing the bridge splits the cluster; the next question sees it.
-    fed.c.withdraw(&lecce, v1::WithdrawRequest { node_id: "comune-y".into(), references: vec!["b1".into()] }).unwrap();
+    fed.c.withdraw(&lecce, &v1::WithdrawRequest { node_id: "comune-y".into(), references: vec!["b1".into()] }).unwrap();
     assert!(fed.who_else(&asl, "a1").is_empty());
     assert!(fed.who_else(&galatina, "c1").is_empty());
     assert_eq!(fed.cluster(&asl, "a1"), ca, "tie between the parts: the oldest item keeps the id");
@@ -140,7 +142,7 @@ fn who_else_follows_clusters_through_withdrawal_update_and_restart() {
     // A relationship update changes nothing of the identity.
     let mut rel = item("a1", 1, 0, &[], Asl).relationship;
     rel.as_mut().unwrap().status = v1::RelationshipStatus::InValutazione as i32;
-    fed.c.update_relationship(&asl, v1::UpdateRelationshipRequest { node_id: "asl-x".into(), reference: "a1".into(), relationship: rel }).unwrap();
+    fed.c.update_relationship(&asl, &v1::UpdateRelationshipRequest { node_id: "asl-x".into(), reference: "a1".into(), relationship: rel }).unwrap();
 
     // Restart: the same answers and the same cluster ids, and the encodings are indexed again.
     drop(fed);
@@ -172,7 +174,7 @@ fn metrics_count_questions_answers_refusals_and_links() {
             operator_id: operator.into(),
             break_glass_reason: 0,
         };
-        c.who_else(who, q)
+        c.who_else(who, &q)
     };
     ::metrics::with_local_recorder(&recorder, || {
         metrics::describe();
@@ -192,7 +194,7 @@ fn metrics_count_questions_answers_refusals_and_links() {
         ] {
             assert!(ask(&fed.c, who, node_id, reference, role, purpose, operator).is_err());
         }
-        fed.c.withdraw(&comune, v1::WithdrawRequest { node_id: "comune-y".into(), references: vec!["b2".into()] }).unwrap();
+        fed.c.withdraw(&comune, &v1::WithdrawRequest { node_id: "comune-y".into(), references: vec!["b2".into()] }).unwrap();
         metrics::holdings(&fed.c.holdings());
     });
     let text = handle.render();

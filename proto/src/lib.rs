@@ -6,11 +6,13 @@
 //! - [`schema`]: the linkage schema and its canonical SHA-256 fingerprint;
 //! - [`bits`]: Bloom-filter bit arrays and the Dice coefficient;
 //! - [`identity`]: how a certificate names a node, a coordinator, a privacy officer or a researcher;
-//! - [`pki`]: loading PEM files with errors that say what to fix.
+//! - [`pki`]: loading PEM files with errors that say what to fix;
+//! - [`codec`]: the gRPC codec: prost, with malformed messages refused as INVALID_ARGUMENT.
 //!
 //! This crate knows nothing about the linkage secret: it cannot encode.
 
 pub mod bits;
+pub mod codec;
 pub mod identity;
 pub mod limits;
 pub mod pki;

@@ -87,6 +87,7 @@ vocabulary!(BreakGlassReasonName, BreakGlassReason, "", "break-glass reason", [
 vocabulary!(ConsentGiverName, ConsentGiver, "", "consent giver", [
     Interessato, RappresentanteLegale, Genitore,
 ]);
+vocabulary!(TokenKindName, crate::v1::TokenKind, "", "token kind", [CodiceFiscale, IdAnpr, Stp, Eni, CfProvvisorio]);
 
 /// The generalised group of a service category: what a requester learns of a category the
 /// policy discloses only generalised. Every T3 category falls in one group, so a generalised

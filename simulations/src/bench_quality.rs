@@ -594,7 +594,7 @@ pub fn run(args: QualityBenchArgs) -> anyhow::Result<Value> {
         let batch: Vec<ponte_coordinator::linker::Publish<'_>> = encs
             .iter()
             .enumerate()
-            .map(|(i, e)| ponte_coordinator::linker::Publish { id: i as u64, revision: 1, encoding: e })
+            .map(|(i, e)| ponte_coordinator::linker::Publish { id: i as u64, revision: 1, encoding: e, node: 0 })
             .collect();
         linker.publish_batch(&batch)?;
         let mut c = Clusters::new(n);

@@ -201,7 +201,7 @@ pub fn bulk(args: &BulkBenchArgs) -> anyhow::Result<Value> {
             let batch: Vec<Publish<'_>> = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, r)| Publish { id: (first + c * batch_size + i) as ItemId, revision: 1, encoding: &r.enc })
+                .map(|(i, r)| Publish { id: (first + c * batch_size + i) as ItemId, revision: 1, encoding: &r.enc, node: 0 })
                 .collect();
             linker.publish_batch(&batch)?;
             let s = linker.last_batch();

@@ -211,7 +211,9 @@ pub fn write_coordinator_config(dir: &Path, certs: &Path, listen: &str) -> Resul
     std::fs::create_dir_all(dir)?;
     let text = format!(
         // Metrics on a free port: several coordinators may run on this machine (tests).
-        "listen = \"{listen}\"\ndata_dir = \"{}\"\nkey_epochs = [1]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        // A small disk-space ballast and write reserve: demo and test coordinators are many and
+        // short-lived (production keeps the defaults, see README "[storage]").
+        "listen = \"{listen}\"\ndata_dir = \"{}\"\nkey_epochs = [1]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[storage]\nwrite_reserve_bytes = 67108864\nballast_bytes = 8388608\n",
         dir.join("data").display(),
         certs.join("ca.pem").display(),
         certs.join("coordinator.pem").display(),
@@ -466,7 +468,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary> {
     // 7. Every node asks about every person it has in care; answers are compared with the truth,
     // as the default policy discloses it.
     let policy = Policy::default_policy();
-    let today = ponte_coordinator::service::today();
+    let today = ponte_coordinator::federation::today();
     let pb = spinner("asking who-else for every open relationship and comparing with the truth", !opts.verbose);
     let mut persons_linked = std::collections::HashSet::new();
     for (node_id, cfg) in &configs {

@@ -245,7 +245,7 @@ pub(crate) fn link_encodings(schema: &LinkageSchema, encodings: &[EpochEncoding]
     );
     let mut linker = Linker::new(LinkerParams::for_schema(schema, FsModel::default_model())).map_err(anyhow::Error::msg)?;
     let batch: Vec<Publish<'_>> =
-        encodings.iter().enumerate().map(|(i, e)| Publish { id: i as u64, revision: 1, encoding: e }).collect();
+        encodings.iter().enumerate().map(|(i, e)| Publish { id: i as u64, revision: 1, encoding: e, node: 0 }).collect();
     linker.publish_batch(&batch)?;
     Ok(linker)
 }

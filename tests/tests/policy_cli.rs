@@ -304,7 +304,7 @@ fn retention_sweep_removes_closed_relationships_in_the_background() {
     let start = Instant::now();
     loop {
         let log = ok(&officer(&fed, &["audit", "query", "--node", "asl-lecce"]));
-        if log.contains("retention_expired") {
+        if log.contains("retention_erased") {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(40), "no retention sweep within 40 s: {log}");

@@ -100,7 +100,7 @@ impl World {
         LinkageSecret::from_bytes(1, *b"ponte-policy-rules-fixed-secret!").save(&fed.secret).unwrap();
         let secret = LinkageSecret::load(&fed.secret).unwrap();
         let encoder = Encoder::new(&secret, &LinkageSchema::default_schema());
-        let today = ponte_coordinator::service::today();
+        let today = ponte_coordinator::federation::today();
         World {
             fed,
             rt: tokio::runtime::Runtime::new().unwrap(),

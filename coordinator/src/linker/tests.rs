@@ -176,7 +176,7 @@ fn refused_batches_change_nothing() {
     let mut short = enc(1, 0, None);
     short.clk.truncate(64);
     let good = enc(1, 0, None);
-    let batch = [Publish { id: 2, revision: 1, encoding: &good }, Publish { id: 3, revision: 1, encoding: &short }];
+    let batch = [Publish { id: 2, revision: 1, encoding: &good, node: 0 }, Publish { id: 3, revision: 1, encoding: &short, node: 0 }];
     assert_eq!(l.publish_batch(&batch).unwrap_err(), LinkError::ClkLength { expected: 128, got: 64 });
     assert_eq!(l.len(), 1);
     assert!(matches!(l.publish(MAX_ITEM_ID + 1, 1, &good), Err(LinkError::ItemId(_))));
@@ -234,7 +234,7 @@ fn the_bulk_and_online_paths_find_the_same_links_and_clusters() {
     for (i, e) in encs[..300].iter().enumerate() {
         bulk.publish(i as ItemId, 1, e).unwrap();
     }
-    let batch: Vec<Publish<'_>> = encs[300..].iter().enumerate().map(|(i, e)| Publish { id: 300 + i as ItemId, revision: 1, encoding: e }).collect();
+    let batch: Vec<Publish<'_>> = encs[300..].iter().enumerate().map(|(i, e)| Publish { id: 300 + i as ItemId, revision: 1, encoding: e, node: 0 }).collect();
     assert!(batch.len() >= BULK_PATH_MIN_ITEMS);
     bulk.publish_batch(&batch).unwrap();
     // … against everything one by one (query path), and in batches of 20.
@@ -244,7 +244,7 @@ fn the_bulk_and_online_paths_find_the_same_links_and_clusters() {
     }
     let mut small = Linker::new(p).unwrap();
     for (c, chunk) in encs.chunks(20).enumerate() {
-        let batch: Vec<Publish<'_>> = chunk.iter().enumerate().map(|(i, e)| Publish { id: (c * 20 + i) as ItemId, revision: 1, encoding: e }).collect();
+        let batch: Vec<Publish<'_>> = chunk.iter().enumerate().map(|(i, e)| Publish { id: (c * 20 + i) as ItemId, revision: 1, encoding: e, node: 0 }).collect();
         small.publish_batch(&batch).unwrap();
     }
     let links = online.links();

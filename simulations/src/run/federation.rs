@@ -118,7 +118,7 @@ pub(super) fn measure(
         by_person.entry(t.person_id).or_default().push(t);
     }
     let policy = Policy::default_policy();
-    let today = ponte_coordinator::service::today();
+    let today = ponte_coordinator::federation::today();
 
     let mut out = Vec::new();
     for profile in profiles {
