@@ -45,14 +45,27 @@ pub fn identity_with_cf(surname: &str, given: &str, sex: Sex, y: u16, m: u8, d: 
     normalise::normalise(&raw, &DateFormat::parse("%Y-%m-%d").unwrap()).unwrap()
 }
 
-const SURNAMES: [&str; 12] = ["Rizzo", "Greco", "Marra", "Leone", "Conte", "Serra", "Villa", "Parisi", "Quarta", "Perrone", "Longo", "Carluccio"];
-const SECOND: [&str; 10] = ["", "Bianco", "Nero", "Rosso", "Verde", "Fiore", "Monti", "Sole", "Mare", "Vento"];
-const GIVEN_M: [&str; 5] = ["Antonio", "Cosimo", "Vito", "Giuseppe", "Salvatore"];
-const GIVEN_F: [&str; 5] = ["Maria", "Addolorata", "Lucia", "Concetta", "Rosa"];
+const SYLLABLES: [&str; 30] = [
+    "ros", "bia", "gre", "can", "tor", "mel", "lup", "fer", "pan", "sal", "cor", "vit", "mar", "des", "pol", "gal", "ric", "sor", "tam", "bel",
+    "nar", "ces", "dom", "fal", "gir", "lam", "mon", "pet", "ruf", "zan",
+];
+const ENDINGS: [&str; 3] = ["o", "i", "a"];
+const GIVEN_M: [&str; 10] = ["Antonio", "Cosimo", "Vito", "Giuseppe", "Salvatore", "Luigi", "Donato", "Rocco", "Pasquale", "Oronzo"];
+const GIVEN_F: [&str; 10] = ["Maria", "Addolorata", "Lucia", "Concetta", "Rosa", "Anna", "Immacolata", "Carmela", "Teresa", "Assunta"];
 const PLACES: [&str; 4] = ["E506", "D862", "E815", "B936"];
 
-/// Person number `n`: a surname, birth date and place of its own (distinct numbers are
-/// distinct people that the matching model keeps apart), with its own codice fiscale.
+/// SplitMix64: a fixed pseudo-random function of the person number.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Person number `n`: a surname of its own (three syllables and an ending, distinct for every
+/// n below 81,000), a given name, sex, birth date and place drawn from `n` by a fixed
+/// pseudo-random function — distinct numbers are distinct people that the matching model keeps
+/// apart — with its own codice fiscale.
 pub fn person(n: u32) -> NormalisedIdentity {
     let (s, g, sex, y, m, d, p) = person_fields(n);
     identity(&s, g, sex, y, m, d, p)
@@ -60,19 +73,20 @@ pub fn person(n: u32) -> NormalisedIdentity {
 
 /// The clear fields of person `n`: surname, given name, sex, birth year, month, day, Belfiore.
 pub fn person_fields(n: u32) -> (String, &'static str, Sex, u16, u8, u8, &'static str) {
-    let k = n as usize;
-    // Unique up to n = 12,000: the parts are the digits of n in the bases 12, 10, 10, 10.
-    const THIRD: [&str; 10] = ["Lupo", "Gallo", "Orso", "Riva", "Costa", "Ferro", "Pace", "Russo", "Bruno", "Sala"];
-    const FOURTH: [&str; 10] = ["Mela", "Pera", "Noce", "Fico", "Olmo", "Pino", "Rovo", "Gelso", "Faggio", "Tiglio"];
-    let third = if k >= 120 { THIRD[k / 120 % 10] } else { "" };
-    let fourth = if k >= 1200 { FOURTH[k / 1200 % 10] } else { "" };
-    let surname = format!("{}{}{third}{fourth}", SURNAMES[k % 12], SECOND[k / 12 % 10]);
-    let sex = if k.is_multiple_of(2) { Sex::M } else { Sex::F };
-    let given = if sex == Sex::M { GIVEN_M[k / 2 % 5] } else { GIVEN_F[k / 2 % 5] };
-    let y = 1925 + (k * 7 % 70) as u16;
-    let m = 1 + (k * 5 % 12) as u8;
-    let d = 1 + (k * 3 % 28) as u8;
-    (surname, given, sex, y, m, d, PLACES[k / 3 % 4])
+    // 7,919 is prime to 81,000: a bijection that spreads consecutive numbers over the syllables.
+    let k = (n as u64 % 81_000) * 7_919 % 81_000;
+    let h = mix(n as u64);
+    let mut surname = String::new();
+    for part in [SYLLABLES[(k % 30) as usize], SYLLABLES[(k / 30 % 30) as usize], SYLLABLES[(k / 900 % 30) as usize], ENDINGS[(k / 27_000) as usize]] {
+        surname.push_str(part);
+    }
+    let surname = surname[..1].to_uppercase() + &surname[1..];
+    let sex = if h & 1 == 0 { Sex::M } else { Sex::F };
+    let given = if sex == Sex::M { GIVEN_M[(h >> 1) as usize % 10] } else { GIVEN_F[(h >> 1) as usize % 10] };
+    let y = 1925 + ((h >> 8) % 70) as u16;
+    let m = 1 + ((h >> 16) % 12) as u8;
+    let d = 1 + ((h >> 24) % 28) as u8;
+    (surname, given, sex, y, m, d, PLACES[((h >> 32) % 4) as usize])
 }
 
 /// A relationship description as a node publishes it.
