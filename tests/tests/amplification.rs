@@ -321,6 +321,8 @@ fn check_flood(what: &str, f: &Flood, batches: usize, guard: &MemoryGuard) {
     let mut violations = Vec::new();
     if guard.tripped() {
         violations.push(format!("the coordinator's resident memory passed {} MiB and the watchdog killed it (bound {} MiB)", KILL_AT / MIB, MEMORY_BOUND / MIB));
+    } else if guard.peak() >= MEMORY_BOUND {
+        violations.push(format!("the coordinator's resident memory reached {} MiB (bound {} MiB)", guard.peak() / MIB, MEMORY_BOUND / MIB));
     }
     if f.batches.len() != batches {
         violations.push(format!("{} of {batches} batches were sent (the flood stops at the first failure)", f.batches.len()));
