@@ -339,7 +339,7 @@ fn check_flood(what: &str, f: &Flood, batches: usize, guard: &MemoryGuard) {
             violations.push(format!("the unrelated question was not answered with its one relationship: {r:?}"));
         }
         if *took > QUESTION_BOUND {
-            violations.push(format!("an unrelated who-else from another node took {:.1} s during the flood (bound {} s)", took.as_secs_f64(), QUESTION_BOUND.as_secs()));
+            violations.push(format!("an unrelated who-else from another node took {:.1} s during the flood (bound {:.1} s)", took.as_secs_f64(), QUESTION_BOUND.as_secs_f64()));
         }
     }
     assert!(violations.is_empty(), "{what}:\n{}", violations.join("\n"));
