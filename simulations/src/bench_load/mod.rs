@@ -129,8 +129,9 @@ pub struct Prepared {
     pub load: Value,
 }
 
-fn bar(len: u64, quiet: bool) -> ProgressBar {
-    if quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+/// A progress bar on a terminal; elsewhere (a log file) [`prepare`] writes a line per chunk.
+fn bar(len: u64) -> ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return ProgressBar::hidden();
     }
     let b = ProgressBar::new(len);
@@ -332,7 +333,8 @@ fn prepare(args: &LoadBenchArgs, dir: &Path, bin_dir: &Path) -> Result<Prepared>
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let progress = bar(target as u64, args.json);
+    let progress = bar(target as u64);
+    let log_lines = progress.is_hidden();
     let mut anchors: Vec<Vec<String>> = vec![Vec::new(); nodes.len()];
     let mut per_node = vec![0u64; nodes.len()];
     let mut skipped = 0u64;
@@ -394,6 +396,11 @@ fn prepare(args: &LoadBenchArgs, dir: &Path, bin_dir: &Path) -> Result<Prepared>
                 anchors[i].extend(a);
             }
             chunk_no += 1;
+            if log_lines {
+                let done: u64 = per_node.iter().sum();
+                let s = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                eprintln!("loaded {done}/{target} items in {s:.0} s ({:.0} items/s)", done as f64 / s.max(1e-9));
+            }
         }
         anyhow::Ok((started.map_or(0.0, |s| s.elapsed().as_secs_f64()), waited, batches))
     })?;
