@@ -4,6 +4,7 @@
 pub mod attack;
 pub mod bench;
 pub mod bench_kernel;
+pub mod bench_load;
 pub mod bench_scale;
 pub mod bench_quality;
 pub mod demo;

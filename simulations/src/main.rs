@@ -126,6 +126,11 @@ enum BenchCmd {
     Online(ponte_sim::bench_scale::OnlineBenchArgs),
     /// Linkage quality (LSH blocking + Fellegi–Sunter) against the synthetic truth.
     Quality(ponte_sim::bench_quality::QualityBenchArgs),
+    /// Who-else questions from many concurrent mTLS clients against a live coordinator process
+    /// holding ≥ 1 M items while another node publishes: questions/s, latency percentiles,
+    /// errors, coordinator memory, per CPU setting (--cores 1,2). The 1 M-item load is done
+    /// once per --dir and reused.
+    Load(ponte_sim::bench_load::LoadBenchArgs),
 }
 
 fn run() -> anyhow::Result<()> {
@@ -228,6 +233,10 @@ fn run() -> anyhow::Result<()> {
         Cmd::Bench { what: BenchCmd::Bulk(args) } => ponte_sim::bench_scale::print(&ponte_sim::bench_scale::bulk(&args)?, args.common.json)?,
         Cmd::Bench { what: BenchCmd::Online(args) } => {
             ponte_sim::bench_scale::print(&ponte_sim::bench_scale::online(&args)?, args.common.json)?
+        }
+        Cmd::Bench { what: BenchCmd::Load(args) } => {
+            let reports = ponte_sim::bench_load::run(&args)?;
+            ponte_sim::bench_load::print(&reports, args.json);
         }
         Cmd::Bench { what: BenchCmd::Quality(args) } => {
             let json = args.json;
