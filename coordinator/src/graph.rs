@@ -208,34 +208,45 @@ impl Overlay<'_> {
         }
     }
 
-    fn add_link(&mut self, a: ItemId, b: ItemId, band: Band) {
-        for (x, y) in [(a, b), (b, a)] {
-            let adj = self.adjacency_mut(x);
-            match adj.iter_mut().find(|(n, _)| *n == y) {
-                Some(slot) => slot.1 = band,
-                None => {
-                    adj.push((y, band));
-                    if x == a {
-                        self.plan.link_delta += 1;
-                    }
+    /// Removes every link of the items `ids` at once; returns each one's former neighbours,
+    /// sorted. One pass over each neighbour's list, however many of `ids` it was linked to.
+    fn unlink_all(&mut self, ids: &[ItemId]) -> Vec<Vec<ItemId>> {
+        let set: HashSet<ItemId> = ids.iter().copied().collect();
+        let mut former: Vec<Vec<ItemId>> = Vec::with_capacity(ids.len());
+        let mut neighbours: HashSet<ItemId> = HashSet::new();
+        let mut pairs_inside = 0isize;
+        let mut pairs = 0isize;
+        for &id in ids {
+            let mut n: Vec<ItemId> = self.neighbours(id).iter().map(|x| x.0).collect();
+            for &x in &n {
+                if set.contains(&x) {
+                    pairs_inside += 1;
+                } else {
+                    neighbours.insert(x);
                 }
             }
+            pairs += n.len() as isize;
+            n.sort_unstable();
+            former.push(n);
         }
+        for &id in ids {
+            if !self.neighbours(id).is_empty() {
+                self.plan.adjacency.insert(id, Vec::new());
+            }
+        }
+        for n in neighbours {
+            self.adjacency_mut(n).retain(|x| !set.contains(&x.0));
+        }
+        // A pair inside the set was counted from both ends.
+        self.plan.link_delta -= pairs - pairs_inside / 2;
+        former
     }
 
-    /// Removes every link of `id`; returns its former neighbours, sorted.
-    fn unlink(&mut self, id: ItemId) -> Vec<ItemId> {
-        let mut neighbours: Vec<ItemId> = self.neighbours(id).iter().map(|x| x.0).collect();
-        if neighbours.is_empty() {
-            return neighbours;
-        }
-        self.plan.adjacency.insert(id, Vec::new());
-        self.plan.link_delta -= neighbours.len() as isize;
-        for &n in &neighbours {
-            self.adjacency_mut(n).retain(|x| x.0 != id);
-        }
-        neighbours.sort_unstable();
-        neighbours
+    /// Links `a` and `b`, which are not linked (the caller knows: both were just unlinked).
+    fn add_new_link(&mut self, a: ItemId, b: ItemId, band: Band) {
+        self.adjacency_mut(a).push((b, band));
+        self.adjacency_mut(b).push((a, band));
+        self.plan.link_delta += 1;
     }
 
     /// Gives every strong component containing a `touched` item one id, by the rules of the
@@ -395,22 +406,32 @@ impl LinkGraph {
         let mut o = Overlay { base: self, plan: Plan { next_cluster: self.next_cluster, ..Plan::default() } };
         let mut touched: Vec<ItemId> = Vec::new();
         let mut relinked: Vec<(ItemId, Vec<ItemId>)> = Vec::new();
-        // 1. Removals, and the old links of relinked items.
+        // 1. Removals, and the old links of relinked items, in one pass.
+        let mut ids: Vec<ItemId> = Vec::with_capacity(edits.len());
+        let mut seen: HashSet<ItemId> = HashSet::new();
+        for e in edits {
+            let id = match e {
+                GraphEdit::Remove { id } | GraphEdit::Relink { id, .. } => *id,
+            };
+            o.plan.released.push(id);
+            if seen.insert(id) && o.present(id) {
+                ids.push(id);
+            }
+        }
+        let former: HashMap<ItemId, Vec<ItemId>> = ids.iter().copied().zip(o.unlink_all(&ids)).collect();
         for e in edits {
             match e {
                 GraphEdit::Remove { id } => {
-                    o.plan.released.push(*id);
-                    if !o.present(*id) {
-                        continue;
+                    if let Some(removed) = former.get(id) {
+                        touched.extend(removed);
                     }
-                    let removed = o.unlink(*id);
-                    touched.extend(&removed);
-                    o.plan.present.insert(*id, None);
-                    o.set_cluster(*id, 0);
+                    if o.present(*id) {
+                        o.plan.present.insert(*id, None);
+                        o.set_cluster(*id, 0);
+                    }
                 }
                 GraphEdit::Relink { id, node, .. } => {
-                    o.plan.released.push(*id);
-                    let removed = o.unlink(*id);
+                    let removed = former.get(id).cloned().unwrap_or_default();
                     touched.extend(&removed);
                     touched.push(*id);
                     if o.node_of(*id) != Some(*node) {
@@ -421,18 +442,20 @@ impl LinkGraph {
             }
         }
         // 2. The new links (between items the graph holds once the removals are done; never to
-        //    an item held without links, unless the change relinks it).
+        //    an item held without links, unless the change relinks it). Every relinked item has
+        //    no link now, so each pair is new: a pair named from both ends is added once.
         let relinking: HashSet<ItemId> = relinked.iter().map(|r| r.0).collect();
         let mut quarantined: HashSet<ItemId> = self.held.iter().copied().filter(|id| !relinking.contains(id)).collect();
         let add_all = |o: &mut Overlay<'_>, quarantined: &HashSet<ItemId>, touched: &mut Vec<ItemId>| {
+            let mut added: HashSet<(ItemId, ItemId)> = HashSet::new();
             for e in edits {
                 if let GraphEdit::Relink { id, links, .. } = e {
                     if quarantined.contains(id) {
                         continue;
                     }
                     for &(other, band) in links {
-                        if other != *id && o.present(other) && !quarantined.contains(&other) {
-                            o.add_link(*id, other, band);
+                        if other != *id && o.present(other) && !quarantined.contains(&other) && added.insert((other.min(*id), other.max(*id))) {
+                            o.add_new_link(*id, other, band);
                             touched.push(other);
                         }
                     }
@@ -457,14 +480,16 @@ impl LinkGraph {
             }
             culprits.sort_by_key(|id| (o.node_of(*id) != Some(node), std::cmp::Reverse(*id)));
             let excess = count - max;
-            for id in culprits.into_iter().take(excess.max(1)) {
+            let held: HashSet<ItemId> = culprits.into_iter().take(excess.max(1)).collect();
+            o.plan.released.retain(|r| !held.contains(r));
+            for &id in &held {
                 quarantined.insert(id);
-                o.plan.released.retain(|r| *r != id);
                 o.plan.quarantined.push(Quarantined { id, items_of_node: count });
             }
+            o.plan.quarantined.sort_by_key(|q| q.id);
             // Re-plan the links of the change without the held items.
-            for (id, _) in &relinked {
-                let gone = o.unlink(*id);
+            let ids: Vec<ItemId> = relinked.iter().map(|r| r.0).collect();
+            for gone in o.unlink_all(&ids) {
                 touched.extend(gone);
             }
             add_all(&mut o, &quarantined, &mut touched);

@@ -68,9 +68,16 @@ pub use crate::model::{Band, ClusterId, ItemId};
 pub const MAX_ITEM_ID: ItemId = (1 << 31) - 1;
 /// Batches with at least this many new items take the bulk (bucket) path.
 pub const BULK_PATH_MIN_ITEMS: usize = 64;
-/// The LSH positions are re-chosen from measured bit frequencies each time an epoch's index
-/// doubles, up to this many items; beyond, they stay until the next start.
-const ADAPT_LSH_UNTIL: usize = 1 << 17;
+/// The LSH positions are chosen from measured bit frequencies once, when an epoch's index first
+/// holds this many filters, and then kept (and stored: [`LinkIndex::frozen_frequencies`]) for
+/// the life of the epoch. Blocking therefore never depends on what is published later — a
+/// relationship published (or withheld) afterwards cannot change which other pairs meet — and
+/// a restart links exactly as before it.
+pub const ADAPT_LSH_AT: usize = 4096;
+/// A bucket is not walked when the batch rows in it times its size exceed this many times
+/// [`IndexBounds::max_bucket`]: the bulk path's work per bucket stays that of at most this many
+/// online queries.
+const GROUP_FACTOR: usize = 16;
 /// Groups of fewer batch rows than this in one LSH bucket are compared row by row rather than as
 /// a gathered tile.
 const SMALL_GROUP: usize = 4;
@@ -128,8 +135,8 @@ struct EpochIndex {
     lsh: LshIndex,
     token_index: TokenIndex,
     count: usize,
-    /// Items indexed when the LSH positions were last chosen from measured frequencies.
-    adapted_at: usize,
+    /// The bit frequencies the LSH positions were chosen from, once chosen.
+    frequencies: Option<Vec<u32>>,
 }
 
 impl EpochIndex {
@@ -142,7 +149,7 @@ impl EpochIndex {
             lsh: LshIndex::new(params.lsh, params.clk_bits).expect("checked by Linker::new"),
             token_index: TokenIndex::new(),
             count: 0,
-            adapted_at: 0,
+            frequencies: None,
         }
     }
 
@@ -213,28 +220,43 @@ impl EpochIndex {
         self.present.iter().enumerate().filter(|(_, p)| **p).map(|(r, _)| r as u32)
     }
 
-    /// Re-chooses the LSH positions, skipping the positions most often set among (a sample of)
-    /// the indexed filters, and re-inserts every filter.
-    fn adapt_lsh(&mut self, params: &LinkerParams) {
-        let step = self.count.div_ceil(FREQUENCY_SAMPLE).max(1);
-        let sample = self.rows().step_by(step).map(|r| self.matrix.row(r as usize));
-        let freq = blocking::bit_frequencies(sample, params.clk_bits);
-        let mut lsh = LshIndex::with_frequencies(params.lsh, params.clk_bits, &freq).expect("checked by Linker::new");
+    /// Builds the LSH tables with everything indexed: positions chosen from `frequencies` (the
+    /// stored ones), or measured now on (a sample of) the indexed filters when the index is
+    /// large enough and none were stored, or unadapted. Returns newly measured frequencies.
+    fn build_lsh(&mut self, params: &LinkerParams, frequencies: Option<Vec<u32>>) -> Option<Vec<u32>> {
+        let mut measured = None;
+        let freq = match frequencies {
+            Some(f) => Some(f),
+            None if params.lsh.skip_most_frequent > 0 && self.count >= ADAPT_LSH_AT => {
+                let step = self.count.div_ceil(FREQUENCY_SAMPLE).max(1);
+                let sample = self.rows().step_by(step).map(|r| self.matrix.row(r as usize));
+                let f = blocking::bit_frequencies(sample, params.clk_bits);
+                measured = Some(f.clone());
+                Some(f)
+            }
+            None => None,
+        };
+        let mut lsh = match &freq {
+            Some(f) => LshIndex::with_frequencies(params.lsh, params.clk_bits, f).unwrap_or_else(|_| LshIndex::new(params.lsh, params.clk_bits).expect("checked by Linker::new")),
+            None => LshIndex::new(params.lsh, params.clk_bits).expect("checked by Linker::new"),
+        };
         let all: Vec<(u32, &[u64])> = self.rows().map(|r| (r, self.matrix.row(r as usize))).collect();
         lsh.insert_many(&all);
         self.lsh = lsh;
-        self.adapted_at = self.count;
+        self.frequencies = freq;
+        measured
     }
 
-    /// Puts `rows` (indexed without LSH) into the LSH tables — or, when the index has doubled
-    /// since the positions were last chosen, re-chooses them and rebuilds the tables with
-    /// everything.
-    fn add_to_lsh(&mut self, rows: &[u32], params: &LinkerParams) {
-        if params.lsh.skip_most_frequent > 0 && self.count >= 2 * self.adapted_at.max(32) && self.adapted_at < ADAPT_LSH_UNTIL {
-            self.adapt_lsh(params);
+    /// Puts `rows` (indexed without LSH) into the LSH tables — or, the first time the index
+    /// reaches [`ADAPT_LSH_AT`] filters, chooses the positions from measured frequencies and
+    /// rebuilds the tables with everything. Returns newly measured frequencies.
+    fn add_to_lsh(&mut self, rows: &[u32], params: &LinkerParams) -> Option<Vec<u32>> {
+        if params.lsh.skip_most_frequent > 0 && self.frequencies.is_none() && self.count >= ADAPT_LSH_AT {
+            self.build_lsh(params, None)
         } else {
             let items: Vec<(u32, &[u64])> = rows.iter().map(|&r| (r, self.matrix.row(r as usize))).collect();
             self.lsh.insert_many(&items);
+            None
         }
     }
 
@@ -276,6 +298,8 @@ pub struct BatchStats {
     /// Token lookups skipped because the token had more than [`IndexBounds::max_token_holders`]
     /// holders.
     pub tokens_skipped: u64,
+    /// Items whose links were cut to [`IndexBounds::max_links_per_item`].
+    pub links_truncated: u64,
 }
 
 /// Bounds on the work one item can cause, and when a token stops being evidence.
@@ -291,6 +315,10 @@ pub struct IndexBounds {
     /// Two filters at least this similar (Dice) count as one identity when counting a token's
     /// identities.
     pub same_identity_dice: f64,
+    /// Most links one item keeps from one linking (the strongest: by band, then Dice). No
+    /// person has so many relationships; an item over it is a degenerate encoding shared by
+    /// many, and the bound keeps the work its links cause in proportion to the batch.
+    pub max_links_per_item: usize,
 }
 
 /// The defaults of [`IndexBounds`].
@@ -298,6 +326,7 @@ pub const DEFAULT_MAX_BUCKET: usize = 4096;
 pub const DEFAULT_MAX_TOKEN_HOLDERS: usize = 256;
 pub const DEFAULT_TOKEN_IDENTITIES: usize = 3;
 pub const DEFAULT_SAME_IDENTITY_DICE: f64 = 0.8;
+pub const DEFAULT_MAX_LINKS_PER_ITEM: usize = 512;
 
 impl Default for IndexBounds {
     fn default() -> Self {
@@ -306,6 +335,7 @@ impl Default for IndexBounds {
             max_token_holders: DEFAULT_MAX_TOKEN_HOLDERS,
             token_identities: DEFAULT_TOKEN_IDENTITIES,
             same_identity_dice: DEFAULT_SAME_IDENTITY_DICE,
+            max_links_per_item: DEFAULT_MAX_LINKS_PER_ITEM,
         }
     }
 }
@@ -352,6 +382,10 @@ pub struct LinkIndex {
     /// (node, compact token) pairs that are no evidence for that node's items.
     hubs: HashSet<(NodeIx, u64)>,
     live: usize,
+    /// Frequencies given back by storage before [`LinkIndex::finish_restore`], per epoch.
+    stored_frequencies: BTreeMap<u32, Vec<u32>>,
+    /// Frequencies measured since the last [`LinkIndex::frozen_frequencies`] call, to store.
+    frozen: Vec<(u32, Vec<u32>)>,
 }
 
 /// One item of a batch to publish.
@@ -381,8 +415,8 @@ impl LinkIndex {
         if !problems.is_empty() {
             return Err(format!("matching model: {}", problems.join("; ")));
         }
-        if bounds.max_bucket == 0 || bounds.max_token_holders == 0 || bounds.token_identities < 2 {
-            return Err("linker bounds: max_bucket and max_token_holders must be positive and token_identities at least 2".into());
+        if bounds.max_bucket == 0 || bounds.max_token_holders == 0 || bounds.token_identities < 2 || bounds.max_links_per_item == 0 {
+            return Err("linker bounds: max_bucket, max_token_holders and max_links_per_item must be positive and token_identities at least 2".into());
         }
         Ok(LinkIndex {
             params,
@@ -395,6 +429,8 @@ impl LinkIndex {
             held: Vec::new(),
             hubs: HashSet::new(),
             live: 0,
+            stored_frequencies: BTreeMap::new(),
+            frozen: Vec::new(),
         })
     }
 
@@ -522,12 +558,31 @@ impl LinkIndex {
         Ok(())
     }
 
-    /// Ends a restore: chooses the LSH positions from the restored filters, marks the held
-    /// items, and finds the token hubs again.
+    /// The LSH positions of every table of `epoch`'s index (for tests and diagnostics).
+    pub fn lsh_positions(&self, epoch: u32) -> Vec<Vec<u32>> {
+        self.epochs.get(&epoch).map(|ix| (0..ix.lsh.tables()).map(|t| ix.lsh.positions(t).to_vec()).collect()).unwrap_or_default()
+    }
+
+    /// Gives back the bit frequencies an epoch's LSH positions were chosen from (stored when
+    /// they were first measured); call before [`LinkIndex::finish_restore`].
+    pub fn restore_frequencies(&mut self, epoch: u32, frequencies: Vec<u32>) {
+        self.stored_frequencies.insert(epoch, frequencies);
+    }
+
+    /// Frequencies measured (once per epoch) since the last call: the caller stores them and
+    /// gives them back at the next start ([`LinkIndex::restore_frequencies`]).
+    pub fn frozen_frequencies(&mut self) -> Vec<(u32, Vec<u32>)> {
+        std::mem::take(&mut self.frozen)
+    }
+
+    /// Ends a restore: builds the LSH tables (positions from the stored frequencies), marks the
+    /// held items, and finds the token hubs again.
     pub fn finish_restore(&mut self, held: impl IntoIterator<Item = ItemId>) {
         let params = self.params.clone();
-        for ix in self.epochs.values_mut() {
-            ix.adapt_lsh(&params);
+        for (epoch, ix) in self.epochs.iter_mut() {
+            if let Some(measured) = ix.build_lsh(&params, self.stored_frequencies.remove(epoch)) {
+                self.frozen.push((*epoch, measured));
+            }
             // The matrix keeps its spare capacity: it is not resident until used, and shrinking
             // would make the first publish after a start copy the whole matrix (a 64-byte-aligned
             // vector grows by allocate-and-copy).
@@ -642,7 +697,9 @@ impl LinkIndex {
         }
         let params = self.params.clone();
         for (epoch, rows) in &to_lsh {
-            self.epochs.get_mut(epoch).expect("indexed above").add_to_lsh(rows, &params);
+            if let Some(measured) = self.epochs.get_mut(epoch).expect("indexed above").add_to_lsh(rows, &params) {
+                self.frozen.push((*epoch, measured));
+            }
         }
 
         // 2. Token hubs the batch completes: their holders of that node are relinked too.
@@ -676,13 +733,13 @@ impl LinkIndex {
         }
 
         // 3. Block and score, epoch by epoch.
-        let mut found: HashMap<ItemId, Vec<(ItemId, Band)>> = HashMap::new();
+        let mut found: HashMap<ItemId, Vec<(ItemId, Band, f64)>> = HashMap::new();
         let mut stats = BatchStats::default();
         for (epoch, mut rows) in to_link {
             rows.sort_unstable();
             rows.dedup();
             let ix = &self.epochs[&epoch];
-            let records = params.prior_records.unwrap_or(ix.count as u64);
+            let records = params.prior_records.unwrap_or_else(|| prior_size(ix.count as u64));
             let scorer = params.model.compact_scorer(records);
             let ctx = Ctx { params: &params, bounds: self.bounds, ix, held: &self.held, node_of: &self.node_of, hubs: &self.hubs };
             let (pairs, comparisons, bulk, skipped) = candidate_pairs(&ctx, &rows, &scorer);
@@ -693,29 +750,41 @@ impl LinkIndex {
             stats.links += links.len() as u64;
             stats.buckets_skipped += skipped.0;
             stats.tokens_skipped += skipped.1;
-            for (_, _, band) in &links {
+            for (_, _, band, _) in &links {
                 stats.links_by_band[*band as usize - 1] += 1;
             }
             stats.bulk_path |= bulk;
-            for (a, b, band) in links {
-                found.entry(a).or_default().push((b, band));
-                found.entry(b).or_default().push((a, band));
+            for (a, b, band, dice) in links {
+                found.entry(a).or_default().push((b, band, dice));
+                found.entry(b).or_default().push((a, band, dice));
             }
         }
         self.last_batch = stats;
         out.stats = stats;
-        let relinked: Vec<ItemId> = items
-            .iter()
-            .filter(|p| !out.unchanged.contains(&p.id))
-            .map(|p| p.id)
-            .chain(relink_for_hub)
-            .collect();
-        for id in relinked {
+        let unchanged: HashSet<ItemId> = out.unchanged.iter().copied().collect();
+        let relinked: Vec<ItemId> = items.iter().filter(|p| !unchanged.contains(&p.id)).map(|p| p.id).chain(relink_for_hub).collect();
+        // Each relinked item keeps its strongest links, at most `max_links_per_item`; a pair of
+        // two relinked items stays only if both keep it (links are symmetric).
+        let max = self.bounds.max_links_per_item;
+        let mut kept: HashMap<ItemId, Vec<(ItemId, Band)>> = HashMap::with_capacity(relinked.len());
+        for &id in &relinked {
             let mut links = found.remove(&id).unwrap_or_default();
-            links.sort_unstable();
+            links.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)).then(a.0.cmp(&b.0)));
             links.dedup_by_key(|l| l.0);
+            if links.len() > max {
+                out.stats.links_truncated += 1;
+                links.truncate(max);
+            }
+            kept.insert(id, links.into_iter().map(|(o, band, _)| (o, band)).collect());
+        }
+        let kept_pairs: HashSet<(ItemId, ItemId)> = kept.iter().flat_map(|(&id, l)| l.iter().map(move |&(o, _)| (id, o))).collect();
+        let keeps = |id: ItemId, other: ItemId| !kept.contains_key(&other) || kept_pairs.contains(&(other, id));
+        for &id in &relinked {
+            let mut links: Vec<(ItemId, Band)> = kept[&id].iter().copied().filter(|&(o, _)| keeps(id, o)).collect();
+            links.sort_unstable();
             out.edits.push(GraphEdit::Relink { id, node: self.node_of[id as usize], links });
         }
+        self.last_batch = out.stats;
         Ok(out)
     }
 
@@ -910,6 +979,19 @@ impl Linker {
     }
 }
 
+/// The federation size the prior is set for when the linker counts it itself: the items indexed,
+/// rounded up to 16–31 × a power of two (at most 6 % more). A pair's band then depends on the
+/// federation's size only when the count crosses one of these steps, never on one item more or
+/// less (a withheld relationship's, say).
+pub fn prior_size(items: u64) -> u64 {
+    if items < 32 {
+        return 32;
+    }
+    let shift = 63 - items.leading_zeros() - 4;
+    let step = 1u64 << shift;
+    items.div_ceil(step) * step
+}
+
 /// What the candidate search reads: the epoch's index and the item table's flags.
 struct Ctx<'a> {
     params: &'a LinkerParams,
@@ -1051,7 +1133,10 @@ fn bucket_pairs(c: &Ctx<'_>, rows: &[u32], screen: Option<f32>) -> (Vec<Pair>, u
                 if bucket.len() < 2 {
                     continue;
                 }
-                if bucket.len() > c.bounds.max_bucket {
+                // A bucket too large, or one that the batch fills with a large group (a batch
+                // of copies of one encoding), is a degenerate encoding shared by many: not
+                // walked. A single row (the online path) is never over the second bound.
+                if bucket.len() > c.bounds.max_bucket || group.len() * bucket.len() > c.bounds.max_bucket * GROUP_FACTOR {
                     skipped += group.len() as u64;
                     continue;
                 }
@@ -1104,7 +1189,7 @@ fn bucket_pairs(c: &Ctx<'_>, rows: &[u32], screen: Option<f32>) -> (Vec<Pair>, u
 }
 
 /// Scores the candidate pairs (in parallel); returns the links, as (batch item, other, band).
-fn score_pairs(c: &Ctx<'_>, pairs: &[Pair], scorer: &CompactScorer) -> Vec<(ItemId, ItemId, Band)> {
+fn score_pairs(c: &Ctx<'_>, pairs: &[Pair], scorer: &CompactScorer) -> Vec<(ItemId, ItemId, Band, f64)> {
     let ix = c.ix;
     pairs
         .par_iter()
@@ -1112,7 +1197,7 @@ fn score_pairs(c: &Ctx<'_>, pairs: &[Pair], scorer: &CompactScorer) -> Vec<(Item
             let (a, b) = (ix.matrix.row(p.r as usize), ix.matrix.row(p.o as usize));
             let and: u32 = a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum();
             let dice = kernel::dice_from_counts(and, ix.matrix.popcount(p.r as usize), ix.matrix.popcount(p.o as usize));
-            scorer.band(dice, &c.evidence(p.r), &c.evidence(p.o)).map(|band| (ItemId::from(p.r), ItemId::from(p.o), band))
+            scorer.band(dice, &c.evidence(p.r), &c.evidence(p.o)).map(|band| (ItemId::from(p.r), ItemId::from(p.o), band, dice))
         })
         .collect()
 }

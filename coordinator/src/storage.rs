@@ -640,6 +640,26 @@ impl Store {
         Ok(self.trees()?.held.len())
     }
 
+    /// Records the bit frequencies an epoch's LSH positions were chosen from; not yet flushed.
+    pub fn put_lsh_frequencies(&self, epoch: u32, frequencies: &[u32]) -> Result<()> {
+        let t = self.trees()?;
+        let key = format!("lsh_frequencies/{epoch}");
+        t.meta.insert(key.as_bytes(), serde_json::to_vec(frequencies).map_err(|e| corrupt("LSH frequencies", e))?).map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// The stored LSH frequencies, per epoch.
+    pub fn lsh_frequencies(&self) -> Result<Vec<(u32, Vec<u32>)>> {
+        let t = self.trees()?;
+        let mut out = Vec::new();
+        for kv in t.meta.scan_prefix(b"lsh_frequencies/") {
+            let (k, v) = kv.map_err(|e| self.io(e))?;
+            let epoch: u32 = String::from_utf8_lossy(&k["lsh_frequencies/".len()..]).parse().map_err(|e| corrupt("an LSH frequencies key", e))?;
+            out.push((epoch, serde_json::from_slice(&v).map_err(|e| corrupt("LSH frequencies", e))?));
+        }
+        Ok(out)
+    }
+
     /// Bytes sled says it occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         let t = self.trees()?;

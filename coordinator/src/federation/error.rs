@@ -31,10 +31,14 @@ pub enum FederationError {
     /// The coordinator's disk is (nearly) full: writes are refused, nothing changed.
     #[error("{0}")]
     DiskFull(String),
-    /// The request waited longer than its deadline before the coordinator could start it;
-    /// nothing of it was applied.
+    /// The caller's deadline passed before the coordinator could start the request; nothing of
+    /// it was applied.
     #[error("{0}")]
     Deadline(String),
+    /// The coordinator was too busy to start the request within its own bound; nothing of it
+    /// was applied. Send it again.
+    #[error("{0}")]
+    Busy(String),
     /// Storage failed; nothing was acknowledged.
     #[error("{0}")]
     Storage(String),

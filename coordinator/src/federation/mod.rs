@@ -213,7 +213,18 @@ impl Federation {
         for &id in &loaded.held {
             view.graph.restore_held(id);
         }
+        for (epoch, f) in store.lsh_frequencies()? {
+            index.restore_frequencies(epoch, f);
+        }
         index.finish_restore(loaded.held);
+        let frozen = index.frozen_frequencies();
+        for (epoch, f) in &frozen {
+            store.put_lsh_frequencies(*epoch, f)?;
+        }
+        if !frozen.is_empty() {
+            store.flush()?;
+            tracing::info!(epochs = frozen.len(), "LSH positions chosen from the stored filters and kept");
+        }
         if dropped > 0 {
             store.flush()?;
             tracing::info!(dropped, epochs = ?cfg.key_epochs, "encodings of retired key epochs dropped");
@@ -313,14 +324,21 @@ impl Federation {
         let node = checked.caller.node.clone();
         self.disk.check_write().inspect_err(|_| metrics::disk_full())?;
         let wait = Duration::from_millis(self.limits.publish_wait_ms);
+        let callers = deadline.is_some_and(|d| d < started + wait);
         let until = deadline.map_or(started + wait, |d| d.min(started + wait));
         let mut writer = {
             let _waiting = metrics::Waiting::start();
             self.writer.try_lock_until(until).ok_or_else(|| {
-                FederationError::Deadline(format!(
-                    "the coordinator could not start this batch within {} ms (busy linking other publications); nothing of it was applied — send it again",
-                    until.saturating_duration_since(started).as_millis()
-                ))
+                let waited = until.saturating_duration_since(started).as_millis();
+                if callers {
+                    FederationError::Deadline(format!(
+                        "the batch's deadline passed after {waited} ms, before the coordinator could start it (busy linking other publications); nothing of it was applied — send it again"
+                    ))
+                } else {
+                    FederationError::Busy(format!(
+                        "the coordinator could not start this batch within {waited} ms (busy linking other publications); nothing of it was applied — send it again"
+                    ))
+                }
             })?
         };
         let accepted = checked.items.len() as u32;
@@ -410,7 +428,11 @@ impl Federation {
         let link_time = linking.elapsed();
 
         // Store everything, then flush once.
-        let stored = self.store_batch(&caller, &fresh, &linked, &plan);
+        let frozen = writer.index.frozen_frequencies();
+        let stored = frozen
+            .iter()
+            .try_for_each(|(epoch, f)| self.store.put_lsh_frequencies(*epoch, f).map_err(FederationError::from))
+            .and_then(|()| self.store_batch(&caller, &fresh, &linked, &plan));
         if let Err(e) = stored {
             writer.index.undo(&linked);
             metrics::storage_failure();

@@ -302,3 +302,42 @@ fn clusters_stay_consistent_through_random_publishing_updates_and_withdrawals() 
     assert!(restored.take_cluster_changes().is_empty());
     assert_eq!((0..60).filter_map(|i| restored.cluster_of(i).map(|c| (i, c))).collect::<Vec<_>>(), saved);
 }
+
+#[test]
+fn the_prior_size_moves_in_steps_not_with_each_item() {
+    assert_eq!(prior_size(0), 32);
+    assert_eq!(prior_size(1000), 1024);
+    assert_eq!(prior_size(1001), 1024);
+    assert_eq!(prior_size(1025), 1088);
+    for n in [33u64, 5_000, 123_457, 10_000_000] {
+        let p = prior_size(n);
+        assert!(p >= n && (p as f64) <= n as f64 * 1.0625, "{n} -> {p}");
+        assert_eq!(prior_size(p), p, "a step is its own size");
+    }
+}
+
+#[test]
+fn blocking_positions_are_chosen_once_and_kept_through_more_items_and_a_restart() {
+    let p = LinkerParams { lsh: LshParams { bits_per_key: 12, tables: 8, skip_most_frequent: 64, seed: LSH_SEED }, ..params() };
+    let encs = population(3, 3000, ADAPT_LSH_AT + 1500);
+    let mut l = Linker::new(p.clone()).unwrap();
+    let batch = |from: usize, to: usize| -> Vec<Publish<'_>> { (from..to).map(|i| Publish { id: i as ItemId, revision: 1, encoding: &encs[i], node: 0 }).collect() };
+    let unadapted = l.index.lsh_positions(1);
+    l.publish_batch(&batch(0, 1000)).unwrap();
+    assert!(l.index.lsh_positions(1) == unadapted || unadapted.is_empty(), "below the threshold: not adapted");
+    l.publish_batch(&batch(1000, ADAPT_LSH_AT)).unwrap();
+    let chosen = l.index.lsh_positions(1);
+    let frozen = l.index.frozen_frequencies();
+    assert_eq!(frozen.len(), 1, "chosen once, reported for storage");
+    l.publish_batch(&batch(ADAPT_LSH_AT, ADAPT_LSH_AT + 1500)).unwrap();
+    assert_eq!(l.index.lsh_positions(1), chosen, "more items never move the positions");
+    assert!(l.index.frozen_frequencies().is_empty());
+    // A restart with the stored frequencies chooses the same positions.
+    let mut restored = Linker::new(p).unwrap();
+    for (i, e) in encs.iter().enumerate() {
+        restored.restore(i as ItemId, 1, std::slice::from_ref(e)).unwrap();
+    }
+    restored.index.restore_frequencies(1, frozen[0].1.clone());
+    restored.finish_restore(std::iter::empty());
+    assert_eq!(restored.index.lsh_positions(1), chosen);
+}

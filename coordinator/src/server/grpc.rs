@@ -34,7 +34,8 @@ pub fn status(e: FederationError) -> Status {
             s
         }
         Quota(m) | DiskFull(m) => Status::resource_exhausted(m),
-        Deadline(m) => Status::unavailable(m),
+        Deadline(m) => Status::deadline_exceeded(m),
+        Busy(m) => Status::unavailable(m),
         Storage(m) => Status::internal(m),
     }
 }
@@ -213,7 +214,8 @@ mod tests {
             (FederationError::RateLimited { what: "x".into(), retry_after_ms: 250 }, Code::ResourceExhausted),
             (FederationError::Quota("x".into()), Code::ResourceExhausted),
             (FederationError::DiskFull("x".into()), Code::ResourceExhausted),
-            (FederationError::Deadline("x".into()), Code::Unavailable),
+            (FederationError::Deadline("x".into()), Code::DeadlineExceeded),
+            (FederationError::Busy("x".into()), Code::Unavailable),
             (FederationError::Storage("x".into()), Code::Internal),
         ];
         for (e, code) in cases {

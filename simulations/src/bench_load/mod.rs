@@ -49,6 +49,17 @@ const PREPARED_FORMAT: u32 = 1;
 const MANIFEST: &str = "bench-load.json";
 const ANCHORS: &str = "anchors.tsv";
 
+/// The coordinator's per-node limits off: the bench measures what the coordinator can do, not
+/// what one node is allowed (`[limits]`, README). Written once into the prepared configuration.
+fn unlimit(config: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    if !text.contains("[limits]") {
+        let extra = "\n# ponte-sim bench load: measure capacity, not the per-node limits.\n[limits]\nquestions_per_sec = 0\nwrites_per_sec = 0\nitems_per_node = 1000000000\n";
+        std::fs::write(config, text + extra).with_context(|| format!("writing {}", config.display()))?;
+    }
+    Ok(())
+}
+
 /// What `ponte-sim bench load` takes.
 #[derive(Args, Debug, Clone)]
 pub struct LoadBenchArgs {
@@ -293,6 +304,7 @@ fn prepare(args: &LoadBenchArgs, dir: &Path, bin_dir: &Path) -> Result<Prepared>
     secret.save(&secret_path(dir))?;
     let coord_dir = dir.join("coordinator");
     crate::demo::write_coordinator_config(&coord_dir, &certs, "127.0.0.1:0")?;
+    unlimit(&coordinator_config(dir))?;
 
     let coordinator = system::start_coordinator(bin_dir, &coordinator_config(dir), &coord_dir.join("coordinator.log"), None)?;
     let schema = LinkageSchema::default_schema();
@@ -551,6 +563,7 @@ fn measure(
     let machine = system::machine();
     say(args.json, &format!("starting the coordinator on CPUs {coordinator_cpus:?} (rebuilding its index from the store) …"));
     let coord_dir = dir.join("coordinator");
+    unlimit(&coordinator_config(dir))?;
     let mut coordinator = system::start_coordinator(bin_dir, &coordinator_config(dir), &coord_dir.join("coordinator.log"), Some(&coordinator_cpus))?;
     let pid = coordinator.pid();
     system::pin_this_process(&loadgen_cpus)?;

@@ -155,7 +155,16 @@ pub struct World {
 impl World {
     /// A federation under `policy` (None: the shipped default), its coordinator started.
     pub fn new(policy: Option<&str>) -> World {
+        Self::with_config(policy, "")
+    }
+
+    /// The same, with `extra` appended to the coordinator's configuration (e.g. `[limits]`).
+    pub fn with_config(policy: Option<&str>, extra: &str) -> World {
         let mut fed = Federation::new();
+        if !extra.is_empty() {
+            let text = std::fs::read_to_string(&fed.coordinator_config).unwrap();
+            std::fs::write(&fed.coordinator_config, format!("{text}\n{extra}")).unwrap();
+        }
         let secret = LinkageSecret::from_bytes(1, SECRET);
         secret.save(&fed.secret).unwrap();
         if let Some(p) = policy {
@@ -221,7 +230,7 @@ impl World {
 
 /// A month `back` months before today, YYYYMM (UTC).
 pub fn months_ago(back: u32) -> u32 {
-    let today = ponte_coordinator::service::today();
+    let today = ponte_coordinator::federation::today();
     let (y, m) = (today / 10_000, today / 100 % 100);
     let total = y * 12 + (m - 1) - back;
     (total / 12) * 100 + total % 12 + 1
