@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use ponte_node::client;
+use ponte_node::client::{self, ClientError};
 use ponte_node::config::NodeConfig;
 use ponte_node::consent::{self, ConsentScope, iso_day};
 use ponte_node::node::Node;
@@ -493,9 +493,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let node = load(&cli)?;
             vocab::check_operator_id(operator).map_err(|e| anyhow::anyhow!("--operator: {e}"))?;
             // Check locally first, so that a wrong record id is explained without a connection.
-            node.require_published(record_id)?;
-            let mut c = client::connect(&node).await?;
-            let report = client::subject_report(&node, &mut c, record_id, operator).await?;
+            let anchor = node.require_published(record_id)?;
+            let report = match client::connect(&node).await {
+                Ok(mut c) => client::subject_report(&node, &mut c, &anchor, operator).await,
+                Err(e) => Err(e),
+            };
+            let report = match report {
+                Ok(r) => r,
+                Err(ClientError::NotPublished { message }) => {
+                    eprintln!("ponte-node: the coordinator does not know record {record_id:?}'s reference yet ({message}); run `ponte-node publish` first");
+                    return Ok(ExitCode::from(EXIT_REFUSED));
+                }
+                Err(e) => {
+                    eprintln!("ponte-node: data-subject report for record {record_id:?}: {e}");
+                    return Ok(exit_code(&e));
+                }
+            };
             let view = SubjectReportView::new(record_id, &report);
             if cli.json {
                 println!("{}", serde_json::to_string(&view)?);
@@ -513,8 +526,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut c = match client::connect(&node).await {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("ponte-node: {e:#}\n{queued} change(s) stay queued; run `ponte-node publish` again later");
-                    return Ok(ExitCode::from(3));
+                    eprintln!("ponte-node: {e}\n{queued} change(s) stay queued; run `ponte-node publish` again later");
+                    return Ok(exit_code(&e));
                 }
             };
             let pb = bar(queued as u64, "publishing");
@@ -535,10 +548,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             o.deferred
                         );
                     }
+                    if let Some(wait) = o.retry_after {
+                        eprintln!(
+                            "ponte-node: the coordinator asked this node to slow down; {} change(s) stay queued: run `ponte-node publish` again in {} s (or keep `serve` running, which waits by itself)",
+                            node.store.outbox_len(),
+                            wait.as_secs().max(1)
+                        );
+                        return Ok(ExitCode::from(EXIT_TRY_LATER));
+                    }
                 }
                 Err(e) => {
-                    eprintln!("ponte-node: {e:#}\n{} change(s) stay queued", node.store.outbox_len());
-                    return Ok(ExitCode::from(3));
+                    eprintln!("ponte-node: publishing: {e}\n{} change(s) stay queued", node.store.outbox_len());
+                    return Ok(exit_code(&e));
                 }
             }
         }
@@ -576,27 +597,55 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let id = record_id.as_deref().context("name a record id, or use --all")?;
                 vec![node.anchor_for(id, relationship.as_deref())?]
             };
-            let mut c = client::connect(&node).await?;
+            let mut c = match client::connect(&node).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ponte-node: {e}");
+                    return Ok(exit_code(&e));
+                }
+            };
             let mut refused = 0;
             for anchor in &anchors {
                 match client::who_else(&node, &mut c, anchor, purpose, role, operator, break_glass).await {
                     Ok(answer) => print_answer(&cli, anchor, &answer)?,
-                    Err(s) => {
+                    // The coordinator could not be asked: no point asking about the others.
+                    Err(e) if e.retry_later() => {
+                        eprintln!("ponte-node: question about {} not asked: {e}", anchor.record_id);
+                        return Ok(exit_code(&e));
+                    }
+                    Err(e) => {
                         refused += 1;
                         if cli.json {
-                            println!("{}", serde_json::json!({"record_id": anchor.record_id, "relationship_id": anchor.relationship_id, "refused": client::status_text(&s)}));
+                            println!("{}", serde_json::json!({"record_id": anchor.record_id, "relationship_id": anchor.relationship_id, "refused": e.to_string()}));
                         } else {
-                            eprintln!("question about {} refused: {}", anchor.record_id, client::status_text(&s));
+                            eprintln!("question about {} refused: {e}", anchor.record_id);
                         }
                     }
                 }
             }
             if refused > 0 && !*all {
-                return Ok(ExitCode::from(4));
+                return Ok(ExitCode::from(EXIT_REFUSED));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code when the coordinator could not be reached or asked to wait: changes stay queued,
+/// try again later.
+const EXIT_TRY_LATER: u8 = 3;
+/// Exit code when the coordinator refused the request.
+const EXIT_REFUSED: u8 = 4;
+
+/// The exit code for an error from the coordinator client: 3 try later (unreachable, busy,
+/// unavailable), 4 refused (policy, certificate, settings that must match, unknown reference,
+/// invalid request), 1 anything else (this node's configuration or store).
+fn exit_code(e: &ClientError) -> ExitCode {
+    match e {
+        ClientError::Unreachable { .. } | ClientError::Unavailable { .. } | ClientError::RateLimited { .. } => ExitCode::from(EXIT_TRY_LATER),
+        ClientError::Refused { .. } | ClientError::NotPublished { .. } | ClientError::Invalid { .. } => ExitCode::from(EXIT_REFUSED),
+        ClientError::Config { .. } | ClientError::Local(_) => ExitCode::FAILURE,
+    }
 }
 
 /// Printed after every change that waits in the outbox.
@@ -747,16 +796,14 @@ fn credentials_cmd(cli: &Cli, cfg: &NodeConfig, cmd: &CredentialsCmd) -> Result<
 /// The outbox drain, and the API when `api.listen` is set, until SIGINT/SIGTERM.
 async fn serve(node: Node) -> Result<()> {
     use std::sync::Arc;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let api_on = !node.config.api.listen.is_empty();
-    let shared = Arc::new(ponte_node::api::Shared::new(node, health));
+    let shared = Arc::new(ponte_node::api::Shared::new(node));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = if api_on {
         let shared = shared.clone();
         let mut rx = stop_rx.clone();
         Some(tokio::spawn(async move {
-            ponte_node::api::serve(shared, health_service, async move {
+            ponte_node::api::serve(shared, async move {
                 let _ = rx.wait_for(|s| *s).await;
             })
             .await
@@ -786,15 +833,19 @@ async fn serve(node: Node) -> Result<()> {
                         deferred = o.deferred,
                         "published"
                     );
-                    // Only consents waiting for their references: no need to ask every tick.
-                    backoff = if o.deferred > 0 && o.handled() == o.deferred {
+                    backoff = if let Some(wait) = o.retry_after {
+                        // The coordinator asked to slow down: wait as long as it says.
+                        tracing::info!(retry_after_secs = wait.as_secs(), queued = node.store.outbox_len(), "the coordinator asked to slow down; the rest stays queued");
+                        wait.max(interval)
+                    } else if o.deferred > 0 && o.handled() == o.deferred {
+                        // Only consents waiting for their references: no need to ask every tick.
                         (backoff * 2).min(std::time::Duration::from_secs(60))
                     } else {
                         interval
                     };
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, queued = node.store.outbox_len(), "publish failed; will retry");
+                    tracing::warn!(error = %e, kind = e.kind(), queued = node.store.outbox_len(), "publish failed; will retry");
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
                 }
             }

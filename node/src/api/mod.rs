@@ -23,13 +23,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
-use ponte_proto::v1::federation_client::FederationClient;
 use tokio::sync::{Mutex, Notify};
-use tonic::transport::Channel;
 use tower::ServiceExt;
 use utoipa::OpenApi;
 
-use crate::client::{self, PublishOutcome};
+use crate::client::{self, ClientError, CoordinatorClient, PublishOutcome};
 use crate::credentials::Credentials;
 use crate::node::Node;
 use problem::ApiError;
@@ -42,7 +40,7 @@ pub struct PeerCert(pub Option<Vec<u8>>);
 /// and one publishing run at a time.
 pub struct Shared {
     pub node: Node,
-    client: Mutex<Option<FederationClient<Channel>>>,
+    client: Mutex<Option<CoordinatorClient>>,
     publishing: Mutex<()>,
     /// Woken when the API queued a change, so the drain sends it at once.
     pub wake: Notify,
@@ -50,12 +48,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(node: Node, health: tonic_health::server::HealthReporter) -> Shared {
+    pub fn new(node: Node) -> Shared {
+        let health = tonic_health::server::HealthReporter::new();
         Shared { node, client: Mutex::new(None), publishing: Mutex::new(()), wake: Notify::new(), health }
     }
 
     /// The connection to the coordinator, opened on first use.
-    pub async fn client(&self) -> Result<FederationClient<Channel>> {
+    pub async fn client(&self) -> Result<CoordinatorClient, ClientError> {
         let mut c = self.client.lock().await;
         if let Some(c) = c.as_ref() {
             return Ok(c.clone());
@@ -67,10 +66,13 @@ impl Shared {
         Ok(fresh)
     }
 
-    /// Drops the connection after a transport error; the next call reconnects.
-    pub async fn forget_client(&self) {
-        *self.client.lock().await = None;
-        self.set_coordinator_health(false).await;
+    /// After an error from the coordinator: drops the connection when the error says it is
+    /// broken (the next call reconnects), and reports the coordinator's health.
+    pub async fn after_error(&self, e: &ClientError) {
+        if e.connection_broken() {
+            *self.client.lock().await = None;
+            self.set_coordinator_health(false).await;
+        }
     }
 
     async fn set_coordinator_health(&self, up: bool) {
@@ -85,8 +87,9 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Sends every queued change now (one run at a time).
-    pub async fn publish_now(&self) -> Result<PublishOutcome> {
+    /// Sends every queued change now (one run at a time). A run the coordinator slowed down
+    /// ([`PublishOutcome::retry_after`]) is not a failure.
+    pub async fn publish_now(&self) -> Result<PublishOutcome, ClientError> {
         let _one = self.publishing.lock().await;
         let mut c = self.client().await?;
         let out = client::publish_outbox(&self.node, &mut c, |_| {}).await;
@@ -95,12 +98,13 @@ impl Shared {
             Ok(o) => {
                 metrics::counter!("ponte_node_published_items_total").increment(o.items_sent);
                 metrics::counter!("ponte_node_links_found_total").increment(o.links_found);
-                metrics::counter!("ponte_node_publish_runs_total", "outcome" => "ok").increment(1);
+                let outcome = if o.retry_after.is_some() { "slowed_down" } else { "ok" };
+                metrics::counter!("ponte_node_publish_runs_total", "outcome" => outcome).increment(1);
             }
-            Err(_) => {
+            Err(e) => {
                 metrics::counter!("ponte_node_publish_runs_total", "outcome" => "failed").increment(1);
                 drop(c);
-                self.forget_client().await;
+                self.after_error(e).await;
             }
         }
         out
@@ -152,7 +156,7 @@ fn describe_metrics() {
     describe_gauge!("ponte_node_outbox_depth", "Changes queued for the coordinator");
     describe_counter!("ponte_node_published_items_total", "Relationships published to the coordinator");
     describe_counter!("ponte_node_links_found_total", "Links the coordinator found for this node's publications");
-    describe_counter!("ponte_node_publish_runs_total", "Outbox drains, by outcome (ok, failed)");
+    describe_counter!("ponte_node_publish_runs_total", "Outbox drains, by outcome (ok, slowed_down: the coordinator asked to wait, failed)");
 }
 
 const PAGE_HTML: &str = include_str!("web/index.html");
@@ -274,7 +278,7 @@ const MAX_CONNECTIONS: usize = 256;
 
 /// Serves the API on `api.listen` until `shutdown` resolves. Binds before returning the future's
 /// first poll result, so a bad address fails at once.
-pub async fn serve(shared: Arc<Shared>, health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn serve(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> Result<()> {
     let cfg = &shared.node.config;
     let addr: SocketAddr = cfg.api.listen.parse().with_context(|| format!("api.listen = {:?} is not an address", cfg.api.listen))?;
     let credentials = Credentials::load(&cfg.api.credentials_file).map_err(anyhow::Error::msg)?;
@@ -293,6 +297,9 @@ pub async fn serve(shared: Arc<Shared>, health_service: tonic_health::pb::health
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
+    shared.health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let health_service =
+        tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(shared.health.clone()));
     let grpc = tonic::service::Routes::new(health_service).add_service(reflection).prepare().into_axum_router();
     let upkeep = state.metrics.clone();
     tokio::spawn(async move {
