@@ -536,8 +536,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             match result {
                 Ok(o) => {
                     println!(
-                        "published {} item(s) in {} batch(es), {} withdrawal(s), {} consent(s), {} revocation(s), {} obscuring change(s); {} link(s) found by the coordinator",
-                        o.items_sent, o.batches, o.withdrawals_sent, o.consents_sent, o.revocations_sent, o.obscurings_sent, o.links_found
+                        "published {} item(s) in {} batch(es), {} withdrawal(s), {} consent(s), {} revocation(s), {} obscuring change(s)",
+                        o.items_sent, o.batches, o.withdrawals_sent, o.consents_sent, o.revocations_sent, o.obscurings_sent
                     );
                     if o.dropped > 0 {
                         println!("{} queued change(s) dropped: what they were about is gone here, or is never published", o.dropped);

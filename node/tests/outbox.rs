@@ -210,7 +210,6 @@ fn the_outbox_reaches_the_real_coordinator_in_order_and_never_encoded_relationsh
     assert_eq!(left, 0);
     // 3 items (never R0); c2 was revoked before it was sent: dropped, never asserted.
     assert_eq!((o.items_sent, o.consents_sent, o.obscurings_sent, o.revocations_sent, o.dropped, o.deferred), (3, 1, 1, 1, 1, 0), "{o:?}");
-    assert!(o.links_found >= 2, "the ASL's items link to the Comune's: {o:?}");
 
     // Real effects, seen by the Comune: the consented T3 relationship is shown generalised, the
     // obscured one not at all.

@@ -97,7 +97,6 @@ impl Shared {
         match &out {
             Ok(o) => {
                 metrics::counter!("ponte_node_published_items_total").increment(o.items_sent);
-                metrics::counter!("ponte_node_links_found_total").increment(o.links_found);
                 let outcome = if o.retry_after.is_some() { "slowed_down" } else { "ok" };
                 metrics::counter!("ponte_node_publish_runs_total", "outcome" => outcome).increment(1);
             }
@@ -155,7 +154,6 @@ fn describe_metrics() {
     describe_counter!("ponte_node_consents_total", "Consents given or revoked through the API");
     describe_gauge!("ponte_node_outbox_depth", "Changes queued for the coordinator");
     describe_counter!("ponte_node_published_items_total", "Relationships published to the coordinator");
-    describe_counter!("ponte_node_links_found_total", "Links the coordinator found for this node's publications");
     describe_counter!("ponte_node_publish_runs_total", "Outbox drains, by outcome (ok, slowed_down: the coordinator asked to wait, failed)");
 }
 
