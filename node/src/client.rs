@@ -248,15 +248,36 @@ pub fn published_item(node: &Node, encoder: &Encoder, r: &LocalRelationship) -> 
     }))
 }
 
-/// A batch id that is the same for a retry of the same outbox slice under the same epoch, and
-/// different otherwise.
-fn batch_id(first_seq: u64, count: usize, epoch: u32) -> u64 {
+/// A publish batch's id: the first 8 bytes of SHA-256 over a domain label, the store's
+/// instance id ([`crate::store::NodeStore::instance_id`]), the key epoch, the outbox sequence
+/// numbers the batch carries and every item as prost encodes it (each length-prefixed).
+///
+/// The coordinator answers a batch id it already acknowledged with the stored acknowledgement,
+/// without looking at the items, so the id must change whenever the content could: a retry of
+/// the same changes (same store, sequences, epoch and bytes — encodings are deterministic) gets
+/// the same id and is idempotent; a recreated data directory (its outbox numbering starts again)
+/// or different content gets another.
+pub fn batch_id(instance_id: &[u8; 16], epoch: u32, seqs: &[u64], items: &[PublishedItem]) -> u64 {
+    use prost::Message;
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    h.update(first_seq.to_be_bytes());
-    h.update((count as u64).to_be_bytes());
+    h.update(b"ponte/v1/publish-batch-id\0");
+    h.update(instance_id);
     h.update(epoch.to_be_bytes());
-    u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+    h.update((seqs.len() as u64).to_be_bytes());
+    for s in seqs {
+        h.update(s.to_be_bytes());
+    }
+    h.update((items.len() as u64).to_be_bytes());
+    for item in items {
+        let bytes = item.encode_to_vec();
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// What one publish run did.
@@ -432,6 +453,7 @@ pub async fn publish_outbox(node: &Node, client: &mut CoordinatorClient, progres
 async fn drain(node: &Node, client: &mut CoordinatorClient, progress: &impl Fn(PublishOutcome), out: &mut PublishOutcome) -> Result<(), ClientError> {
     let batch_size = node.config.sync.batch_size;
     let fingerprint = node.schema.fingerprint();
+    let instance_id = node.store.instance_id();
     let encoders = node.encoders().map_err(local)?;
     // Changes moved to the end of the queue since the last one that was acknowledged: meeting
     // one again means nothing behind it could change its fate (such as publishing the reference
@@ -488,7 +510,7 @@ async fn drain(node: &Node, client: &mut CoordinatorClient, progress: &impl Fn(P
                 node_id: node.config.node_id.clone(),
                 schema_fingerprint: fingerprint.0.to_vec(),
                 key_epoch: encoder.epoch,
-                batch_id: batch_id(seqs[0], seqs.len(), encoder.epoch),
+                batch_id: batch_id(&instance_id, encoder.epoch, &seqs, &items),
                 items,
             };
             // The ack says only that the batch is stored; what the coordinator linked is not the
@@ -574,6 +596,32 @@ mod tests {
         assert!(from(tonic::Code::NotFound).to_string().contains("publish it first"));
         assert!(from(tonic::Code::ResourceExhausted).to_string().contains("stay queued"));
         assert!(from(tonic::Code::PermissionDenied).to_string().contains("because"));
+    }
+
+    fn item(reference: &str, clk_byte: u8) -> PublishedItem {
+        PublishedItem {
+            reference: reference.into(),
+            encoding: Some(IdentityEncoding { clk: vec![clk_byte; 128], ..Default::default() }),
+            revision: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batch_ids_follow_the_store_the_sequences_and_the_content() {
+        let a = [1u8; 16];
+        let items = vec![item("r1", 7), item("r2", 9)];
+        let id = batch_id(&a, 1, &[4, 5], &items);
+        assert_eq!(batch_id(&a, 1, &[4, 5], &items.clone()), id, "a retry of the same changes keeps its id");
+        // A recreated store: same sequences, same epoch, same content — another id.
+        assert_ne!(batch_id(&[2u8; 16], 1, &[4, 5], &items), id);
+        // Different content under the same sequences (another export imported after a reset).
+        assert_ne!(batch_id(&a, 1, &[4, 5], &[item("r1", 7), item("r2", 8)]), id);
+        assert_ne!(batch_id(&a, 1, &[4, 5], &[item("r1", 7), item("r3", 9)]), id);
+        assert_ne!(batch_id(&a, 1, &[4, 5], &items[..1]), id);
+        // Other sequences or another key epoch.
+        assert_ne!(batch_id(&a, 1, &[4, 6], &items), id);
+        assert_ne!(batch_id(&a, 2, &[4, 5], &items), id);
     }
 
     #[test]
