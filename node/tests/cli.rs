@@ -183,6 +183,23 @@ fn never_encode_rows_stay_here_and_a_published_one_is_withdrawn() {
 }
 
 #[test]
+fn an_operator_id_that_is_personal_data_is_refused_before_anything_is_asked() {
+    let site = Site::offline(false);
+    site.import("a.csv", &[ROSSI]);
+    for (args, flag) in [
+        (vec!["who-else", "P1", "--operator", "RSSMRA40B11E506X"], "--operator"),
+        (vec!["who-else", "P1", "--operator", "op-rssmra40b1me506x"], "--operator"),
+        (vec!["subject-report", "P1", "--operator", "STP1234567890123"], "--operator"),
+    ] {
+        let o = site.run(&args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        // Exit 1 (a bad argument), not 3: the offline coordinator was never tried.
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains("pseudonymous") && !err.contains("reach the coordinator"), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn break_glass_goes_with_emergenza_only() {
     let site = Site::offline(false);
     site.import("a.csv", &[ROSSI]);

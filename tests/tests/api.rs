@@ -425,6 +425,8 @@ async fn bad_credentials_malformed_oversized_or_unknown_get_clear_4xx_and_change
         ("basic auth", client.post(&who).basic_auth("a", Some("b")).json(&json!({})), 401, "invalid_credentials", None),
         ("no operator", client.post(&who).bearer_auth(&token).header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "missing_header", Some("X-Ponte-Operator")),
         ("operator with a space", client.post(&who).bearer_auth(&token).header("X-Ponte-Operator", "Mario Rossi").header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Operator")),
+        ("operator id that is a codice fiscale", client.post(&who).bearer_auth(&token).header("X-Ponte-Operator", rossi().to_lowercase()).header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Operator")),
+        ("operator id holding an STP code", client.post(&who).bearer_auth(&token).header("X-Ponte-Operator", "op.STP1234567890123").header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Operator")),
         ("unknown role", client.post(&who).as_operator(&token, "primario").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Role")),
         ("role not registered", client.post(&who).as_operator(&mmg_only, "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 403, "role_not_allowed", Some("X-Ponte-Role")),
         ("malformed JSON", hdr(client.post(&who)).header("content-type", "application/json").body("{\"purpose\": "), 400, "malformed_json", None),
@@ -471,6 +473,16 @@ async fn bad_credentials_malformed_oversized_or_unknown_get_clear_4xx_and_change
         }
         assert_eq!(www, want == 401, "{what}: WWW-Authenticate only on 401");
     }
+
+    // A personal identifier in the operator header is refused with a detail that says why.
+    let r = client.get(format!("{base}/api/v1/session")).bearer_auth(&token).header("X-Ponte-Operator", rossi()).header("X-Ponte-Role", "operatore_pua").send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("pseudonymous"), "{body}");
+    // A pseudonymous id in mixed case is taken exactly as sent (nothing is lower-cased).
+    let r = client.get(format!("{base}/api/v1/session")).bearer_auth(&token).header("X-Ponte-Operator", "Op-4711").header("X-Ponte-Role", "operatore_pua").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let session: Value = r.json().await.unwrap();
+    assert_eq!(session["operator"], "Op-4711", "{session}");
 
     // Nothing reached the coordinator's audit in between: the next question's receipt follows
     // the first one's.

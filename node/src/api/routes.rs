@@ -42,8 +42,10 @@ pub struct Caller {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub struct OperatorHeaders {
-    /// Pseudonymous id of the operator at the calling system (`[a-z0-9._-]`, 1–64 characters);
-    /// it reaches the coordinator's audit log. Never a name or a codice fiscale.
+    /// Pseudonymous id of the operator at the calling system (`[A-Za-z0-9._-]`, 1–64
+    /// characters, case-sensitive, recorded exactly as sent); it reaches the coordinator's audit
+    /// log. Never a name or a codice fiscale: an id containing something shaped like a codice
+    /// fiscale or an STP/ENI code is refused (400, field `X-Ponte-Operator`).
     #[serde(rename = "X-Ponte-Operator")]
     #[param(example = "op-4711")]
     operator: String,
@@ -118,7 +120,8 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             )
             .field("X-Ponte-Role"));
         }
-        Ok(Caller { system: system.id.clone(), operator: operator.to_ascii_lowercase(), role })
+        // As given: the audit names the operator exactly as the calling system does.
+        Ok(Caller { system: system.id.clone(), operator: operator.to_string(), role })
     }
 }
 
