@@ -3,9 +3,11 @@
 //! Italian web page, Prometheus metrics, and gRPC health and reflection — one port, HTTP/1.1 and
 //! HTTP/2, TLS with the node's certificate.
 //!
-//! Served with hyper over tokio-rustls (not `axum::serve`) so that an optional client
-//! certificate, verified against `api.client_ca`, reaches the handlers; gRPC requests go to
-//! tonic's health and reflection services, everything else to the axum router.
+//! Served by [`ponte_net::Listener`] (not `axum::serve`): connection limits with eviction of
+//! idle connections, handshake, header, body and idle timeouts, TCP_NODELAY — all set in
+//! `[api]` — and the connection's optional client certificate, verified against
+//! `api.client_ca`, in every request's [`ponte_net::PeerInfo`]. gRPC requests go to tonic's
+//! health and reflection services, everything else to the axum router.
 
 pub mod problem;
 pub mod routes;
@@ -31,10 +33,6 @@ use crate::client::{self, ClientError, CoordinatorClient, PublishOutcome};
 use crate::credentials::Credentials;
 use crate::node::Node;
 use problem::ApiError;
-
-/// The verified client certificate of the connection (DER), if the caller presented one.
-#[derive(Debug, Clone, Default)]
-pub struct PeerCert(pub Option<Vec<u8>>);
 
 /// What `serve`'s outbox drain and the API share: the node, one connection to the coordinator,
 /// and one publishing run at a time.
@@ -271,11 +269,9 @@ fn tls_config(node: &Node) -> Result<rustls::ServerConfig> {
     Ok(cfg)
 }
 
-/// Most connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 256;
-
-/// Serves the API on `api.listen` until `shutdown` resolves. Binds before returning the future's
-/// first poll result, so a bad address fails at once.
+/// Serves the API on `api.listen` until `shutdown` resolves, through [`ponte_net::Listener`]
+/// with the limits of `[api]` (connections, timeouts, HTTP/2 streams). Binds first, so a bad
+/// address, TLS file or limit fails at once.
 pub async fn serve(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> Result<()> {
     let cfg = &shared.node.config;
     let addr: SocketAddr = cfg.api.listen.parse().with_context(|| format!("api.listen = {:?} is not an address", cfg.api.listen))?;
@@ -283,9 +279,12 @@ pub async fn serve(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> R
     if credentials.systems.is_empty() {
         tracing::warn!(file = %cfg.api.credentials_file.display(), "no system is registered for the API yet: add one with `ponte-node credentials add SYSTEM --roles …`");
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&shared.node)?));
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on api.listen = {:?} (in use by another program? set another port, or \"\" to turn the API off)", cfg.api.listen)
+    let listener = ponte_net::Listener::bind(addr, tls_config(&shared.node)?, cfg.api.limits()).await.map_err(|e| match e {
+        ponte_net::ListenError::Bind { source, .. } => anyhow::anyhow!(
+            "cannot listen on api.listen = {:?}: {source} (in use by another program? set another port, or \"\" to turn the API off)",
+            cfg.api.listen
+        ),
+        ponte_net::ListenError::Limits(e) => anyhow::anyhow!("the [api] limits cannot be used: {e}"),
     })?;
     let local = listener.local_addr()?;
     let base_url = format!("https://{}", if local.ip().is_loopback() { format!("localhost:{}", local.port()) } else { local.to_string() });
@@ -300,63 +299,22 @@ pub async fn serve(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> R
         tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(shared.health.clone()));
     let grpc = tonic::service::Routes::new(health_service).add_service(reflection).prepare().into_axum_router();
     let upkeep = state.metrics.clone();
-    tokio::spawn(async move {
+    let upkeep = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
             upkeep.run_upkeep();
         }
     });
     tracing::info!(listen = %local, "API, web page, metrics and gRPC health listening (HTTPS)");
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.context("connection slots closed")?,
-            _ = &mut shutdown => return Ok(()),
-        };
-        let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let grpc = grpc.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let peer = PeerCert(tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()));
-            let svc = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(peer.clone());
-                let is_grpc = req
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("application/grpc"));
-                let req = req.map(axum::body::Body::new);
-                let target = if is_grpc { grpc.clone() } else { app.clone() };
-                target.oneshot(req)
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(10)).max_buf_size(64 * 1024);
-            builder.http2().max_concurrent_streams(64);
-            let io = hyper_util::rt::TokioIo::new(tls);
-            if let Err(e) = builder.serve_connection(io, hyper_util::service::TowerToHyperService::new(svc)).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
+    // gRPC (health, reflection) by content type, everything else to the axum router. The
+    // listener has put the connection's PeerInfo into every request's extensions.
+    let dispatch = tower::service_fn(move |req: http::Request<ponte_net::Body>| {
+        let is_grpc = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/grpc"));
+        let req = req.map(axum::body::Body::new);
+        let target = if is_grpc { grpc.clone() } else { app.clone() };
+        target.oneshot(req)
+    });
+    listener.serve(dispatch, shutdown).await;
+    upkeep.abort();
+    Ok(())
 }

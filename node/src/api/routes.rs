@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::problem::{ApiError, JsonBody, Problem};
-use super::{ApiState, PeerCert};
+use super::ApiState;
 use crate::client::ClientError;
 use crate::consent::{parse_iso_day, today};
 use crate::intake::{IntakeError, IntakeIdentity, NewIntake};
@@ -85,7 +85,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
                     )
                 })?
             }
-            None => match parts.extensions.get::<PeerCert>().and_then(|p| p.0.as_deref()) {
+            None => match parts.extensions.get::<ponte_net::PeerInfo>().and_then(|p| p.leaf()) {
                 Some(der) => state.credentials.by_cert(der).ok_or_else(|| {
                     ApiError::new(
                         StatusCode::UNAUTHORIZED,
@@ -494,6 +494,7 @@ fn node_error(e: NodeError) -> ApiError {
         (status = 404, description = "No such record or relationship here", body = Problem, content_type = "application/problem+json"),
         (status = 406, description = "Accept names nothing available", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of this record is published", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or took too long to arrive", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown purpose or break-glass reason", body = Problem, content_type = "application/problem+json"),
@@ -630,6 +631,7 @@ pub struct IntakeCreated {
         (status = 400, description = "Malformed body or headers", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role not allowed for this system", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or took too long to arrive", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is wrong (the problem's `field` says which)", body = Problem, content_type = "application/problem+json"),
@@ -732,6 +734,7 @@ pub async fn list_consents(State(state): State<Arc<ApiState>>, _caller: Caller, 
         (status = 401, description = "No valid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such record here", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of this record is published", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or took too long to arrive", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is wrong", body = Problem, content_type = "application/problem+json"),
@@ -816,6 +819,7 @@ pub struct ObscureDone {
         (status = 400, description = "Malformed body or headers", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such relationship here", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or took too long to arrive", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is wrong", body = Problem, content_type = "application/problem+json"),
     ))]
