@@ -588,6 +588,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             pb.finish_and_clear();
             match result {
                 Ok(o) => {
+                    // Said first, on stderr: it decides the exit code even if stdout is gone.
+                    if let Some(wait) = o.retry_after {
+                        eprintln!(
+                            "ponte-node: the coordinator asked this node to slow down; {} change(s) stay queued: run `ponte-node publish` again in {} s (or keep `serve` running, which waits by itself)",
+                            node.store.outbox_len(),
+                            wait.as_secs().max(1)
+                        );
+                    }
+                    let code = if o.retry_after.is_some() { ExitCode::from(EXIT_TRY_LATER) } else { ExitCode::SUCCESS };
                     outln!(
                         "published {} item(s) in {} batch(es), {} withdrawal(s), {} consent(s), {} revocation(s), {} obscuring change(s)",
                         o.items_sent, o.batches, o.withdrawals_sent, o.consents_sent, o.revocations_sent, o.obscurings_sent
@@ -601,14 +610,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             o.deferred
                         )?;
                     }
-                    if let Some(wait) = o.retry_after {
-                        eprintln!(
-                            "ponte-node: the coordinator asked this node to slow down; {} change(s) stay queued: run `ponte-node publish` again in {} s (or keep `serve` running, which waits by itself)",
-                            node.store.outbox_len(),
-                            wait.as_secs().max(1)
-                        );
-                        return Ok(ExitCode::from(EXIT_TRY_LATER));
-                    }
+                    return Ok(code);
                 }
                 Err(e) => {
                     eprintln!("ponte-node: publishing: {e}\n{} change(s) stay queued", node.store.outbox_len());
