@@ -40,6 +40,61 @@ pub struct CoordinatorConfig {
     /// Disk space kept free (`[storage]`).
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Connections to the gRPC port (`[connections]`).
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
+}
+
+/// `[connections]`: the gRPC listener's bounds (see `ponte_net::Limits`, where every default is
+/// explained). At `max_connections` (or `max_connections_per_ip` from one address) a newcomer
+/// closes the least recently active connection that has no request in flight instead of being
+/// refused, so idle or half-open connections — an unfinished TLS handshake, an HTTP/2 preface
+/// and nothing more — can never lock a node out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Seconds allowed for the TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    pub idle_timeout_secs: u64,
+    /// Longest pause, in seconds, between two messages of a request (a publish stream lives on
+    /// as long as batches keep coming).
+    pub body_idle_timeout_secs: u64,
+    /// Requests one HTTP/2 connection may have in flight at once.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        let d = ponte_net::Limits::default();
+        ConnectionsConfig {
+            // The coordinator serves every node of a federation and their who-else clients.
+            max_connections: 1024,
+            max_connections_per_ip: d.max_connections_per_ip,
+            handshake_timeout_secs: d.handshake_timeout.as_secs(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            body_idle_timeout_secs: d.body_idle_timeout.as_secs(),
+            max_concurrent_streams: d.max_concurrent_streams,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    /// The listener's limits (the rest: `ponte_net::Limits::default`).
+    pub fn limits(&self) -> ponte_net::Limits {
+        use std::time::Duration;
+        ponte_net::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs),
+            max_concurrent_streams: self.max_concurrent_streams,
+            ..ponte_net::Limits::default()
+        }
+    }
 }
 
 /// `[limits]`: the bounds that keep one node — careless or hostile — from hurting the others.
@@ -239,6 +294,7 @@ impl CoordinatorConfig {
             .map_err(|e| format!("{}: listen = {:?} is not an address like 127.0.0.1:7700 ({e})", path.display(), cfg.listen))?;
         cfg.metrics.address().map_err(|e| format!("{}: {e}", path.display()))?;
         cfg.limits.check().map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.connections.limits().check().map_err(|e| format!("{}: [connections] {e}", path.display()))?;
         Ok(cfg)
     }
 

@@ -17,6 +17,38 @@ use ponte_proto::v1;
 use ponte_proto::vocab;
 use ponte_proto::schema::LinkageSchema;
 
+// Output. `println!` and `print!` in this file are these two, not std's: std's panic when the
+// reader of stdout has gone (`ponte-coordinator stats | head`). Here the first write that meets
+// a closed pipe ends the output quietly and later writes are skipped; the command finishes what
+// it was doing and exits with its own code. Any other write error is reported once on stderr
+// and makes the exit code 1.
+macro_rules! println {
+    () => { write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+/// Set once stdout can no longer be written: 1 the reader closed the pipe, 2 another error.
+static STDOUT_STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::sync::atomic::Ordering;
+    if STDOUT_STATE.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_STATE.store(1, Ordering::Relaxed);
+        } else {
+            STDOUT_STATE.store(2, Ordering::Relaxed);
+            eprintln!("ponte-coordinator: writing to stdout failed: {e}");
+        }
+    }
+}
+
 /// The Ponte coordinator. It links the keyed encodings that nodes publish and answers
 /// consent-aware who-else questions. Every connection is mutual TLS; it never holds the
 /// linkage secret.
@@ -741,6 +773,7 @@ fn main() -> ExitCode {
     init_logs(cli.log_format);
     let format = cli.log_format;
     match run(cli) {
+        Ok(_) if STDOUT_STATE.load(std::sync::atomic::Ordering::Relaxed) == 2 => ExitCode::FAILURE,
         Ok(code) => code,
         Err(e) => {
             // With JSON logs, stderr holds JSON lines only: the error is one of them.

@@ -21,6 +21,7 @@ fn config(dir: &std::path::Path) -> CoordinatorConfig {
         metrics: MetricsConfig::off(),
         limits: Default::default(),
         storage: ponte_coordinator::config::StorageConfig { write_reserve_bytes: 0, ballast_bytes: 0 },
+        connections: Default::default(),
     }
 }
 

@@ -70,6 +70,55 @@ pub struct ApiConfig {
     /// Most search results returned.
     #[serde(default = "default_max_results")]
     pub max_results: usize,
+    /// Connections open at once, in total. At the limit a newcomer closes the least recently
+    /// active idle connection instead of being refused; only when all are busy does it wait.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one address (a system's server, a proxy).
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Seconds allowed for the TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+    /// Seconds allowed for an HTTP/1 request's headers.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Longest pause, in seconds, between two pieces of a request body: a body trickled slower is
+    /// cut (408).
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight (HTTP/1 keep-alive and
+    /// HTTP/2 alike).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Seconds between HTTP/2 keep-alive pings; a ping unanswered for `keepalive_timeout_secs`
+    /// closes the connection.
+    #[serde(default = "default_keepalive_interval")]
+    pub keepalive_interval_secs: u64,
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout_secs: u64,
+    /// HTTP/2 requests one connection may have in flight at once.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+}
+
+impl ApiConfig {
+    /// The listener's limits this section sets (the rest: `ponte_net::Limits::default`).
+    pub fn limits(&self) -> ponte_net::Limits {
+        use std::time::Duration;
+        ponte_net::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            keepalive_interval: Duration::from_secs(self.keepalive_interval_secs),
+            keepalive_timeout: Duration::from_secs(self.keepalive_timeout_secs),
+            max_concurrent_streams: self.max_concurrent_streams,
+            ..ponte_net::Limits::default()
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -80,9 +129,50 @@ impl Default for ApiConfig {
             client_ca: None,
             max_body_bytes: default_max_body(),
             max_results: default_max_results(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            handshake_timeout_secs: default_handshake_timeout(),
+            header_read_timeout_secs: default_header_read_timeout(),
+            body_idle_timeout_secs: default_body_idle_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            keepalive_interval_secs: default_keepalive_interval(),
+            keepalive_timeout_secs: default_keepalive_timeout(),
+            max_concurrent_streams: default_max_concurrent_streams(),
         }
     }
 }
+
+// The listener's defaults come from ponte_net::Limits::default, where each is explained.
+fn default_max_connections() -> usize {
+    ponte_net::Limits::default().max_connections
+}
+fn default_max_connections_per_ip() -> usize {
+    ponte_net::Limits::default().max_connections_per_ip
+}
+fn default_handshake_timeout() -> u64 {
+    ponte_net::Limits::default().handshake_timeout.as_secs()
+}
+fn default_header_read_timeout() -> u64 {
+    ponte_net::Limits::default().header_read_timeout.as_secs()
+}
+fn default_body_idle_timeout() -> u64 {
+    ponte_net::Limits::default().body_idle_timeout.as_secs()
+}
+fn default_idle_timeout() -> u64 {
+    ponte_net::Limits::default().idle_timeout.as_secs()
+}
+fn default_keepalive_interval() -> u64 {
+    ponte_net::Limits::default().keepalive_interval.as_secs()
+}
+fn default_keepalive_timeout() -> u64 {
+    ponte_net::Limits::default().keepalive_timeout.as_secs()
+}
+fn default_max_concurrent_streams() -> u32 {
+    ponte_net::Limits::default().max_concurrent_streams
+}
+
+/// Longest timeout any `api.*_secs` setting may have: an hour.
+pub const MAX_API_TIMEOUT_SECS: u64 = 3600;
 
 fn default_api_listen() -> String {
     "127.0.0.1:7800".into()
@@ -369,6 +459,19 @@ impl NodeConfig {
         if !(1..=200).contains(&self.api.max_results) {
             return Err(ConfigError(format!("api.max_results = {}: choose between 1 and 200", self.api.max_results)));
         }
+        for (name, secs) in [
+            ("handshake_timeout_secs", self.api.handshake_timeout_secs),
+            ("header_read_timeout_secs", self.api.header_read_timeout_secs),
+            ("body_idle_timeout_secs", self.api.body_idle_timeout_secs),
+            ("idle_timeout_secs", self.api.idle_timeout_secs),
+            ("keepalive_interval_secs", self.api.keepalive_interval_secs),
+            ("keepalive_timeout_secs", self.api.keepalive_timeout_secs),
+        ] {
+            if !(1..=MAX_API_TIMEOUT_SECS).contains(&secs) {
+                return Err(ConfigError(format!("api.{name} = {secs}: choose between 1 and {MAX_API_TIMEOUT_SECS} seconds")));
+            }
+        }
+        self.api.limits().check().map_err(|e| ConfigError(format!("api.{e}")))?;
         self.import.check()
     }
 }

@@ -19,6 +19,18 @@
 //! Field filters have keys of their own so that their bits cannot be lined up with the CLK's
 //! (which would split the CLK back into per-field pieces).
 //!
+//! # Exact tokens
+//!
+//! One keyed token per identifier kind the schema lists (`exact_tokens`), when the record has
+//! that identifier — except a codice fiscale the normaliser flagged `CF_OF_ANOTHER` (it disagrees
+//! with two or more of the record's sex, birth day, month, year and birthplace): such a code is
+//! a placeholder or another person's, and as an exact token it would make everyone who carries
+//! it one person (1,000 people with the same placeholder became one cluster). Its CLK is encoded
+//! as always and the flags travel with the encoding; only the token is left out. A code that
+//! disagrees in one part only (`CF_MISMATCH` alone: most often a typo in the record's birth
+//! date) is still sent: dropping those lost about one point of recall on the simulator's Lecce
+//! population, and a placeholder shared by many is caught by the coordinator's token hubs.
+//!
 //! # Hashing
 //!
 //! A token's bit positions are read from HMAC-SHA256(key, input) as successive little-endian
@@ -69,7 +81,7 @@ use ponte_proto::schema::{Hardening, LinkageSchema, Tokenizer};
 use ponte_proto::v1::TokenKind;
 use sha2::Sha256;
 
-use crate::normalise::{NormalisedIdentity, OtherIdKind, Sex};
+use crate::normalise::{NormalisedIdentity, OtherIdKind, QualityFlags, Sex};
 use crate::secret::LinkageSecret;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -573,6 +585,7 @@ impl Encoder {
         let mut tokens = Vec::with_capacity(self.token_kinds.len());
         for (kind, mac) in &self.token_kinds {
             let value = match kind {
+                TokenKind::CodiceFiscale if id.flags.has(QualityFlags::CF_OF_ANOTHER) => None,
                 TokenKind::CodiceFiscale => id.codice_fiscale.as_deref(),
                 other => id.other_ids.iter().find(|(k, _)| kind_of(*k) == *other).map(|(_, v)| v.as_str()),
             };
@@ -659,7 +672,7 @@ pub fn feature_values(id: &NormalisedIdentity, feature: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalise::{BirthDate, QualityFlags};
+    use crate::normalise::BirthDate;
     use ponte_proto::bits::{dice, popcount};
     use ponte_proto::schema::HARDENED_EXAMPLE_SCHEMA_TOML;
     use proptest::prelude::*;
@@ -833,6 +846,35 @@ mod tests {
     }
 
     #[test]
+    fn a_codice_fiscale_flagged_as_disagreeing_gives_no_token_and_changes_nothing_else() {
+        let schema = LinkageSchema::default_schema();
+        let encoder = Encoder::new(&secret(), &schema);
+        let agreeing = mario();
+        let mut disagreeing = mario();
+        disagreeing.flags.set(QualityFlags::CF_MISMATCH | QualityFlags::CF_OF_ANOTHER);
+        let a = encoder.encode(&agreeing);
+        let b = encoder.encode(&disagreeing);
+        assert!(a.tokens.iter().any(|(k, _)| *k == TokenKind::CodiceFiscale), "the agreeing code is a token");
+        assert!(b.tokens.iter().all(|(k, _)| *k != TokenKind::CodiceFiscale), "the disagreeing code is not");
+        assert_eq!((a.clk, a.field_filters), (b.clk, b.field_filters), "the filters do not change");
+        assert_eq!(b.quality_flags, QualityFlags::CF_MISMATCH | QualityFlags::CF_OF_ANOTHER, "the flags travel");
+        // One disagreement alone (a typo in the record) keeps the token.
+        let mut typo = mario();
+        typo.flags.set(QualityFlags::CF_MISMATCH);
+        assert_eq!(encoder.encode(&typo).tokens, a.tokens, "a code that disagrees in one part is still evidence");
+        // Two different people whose export carries the same placeholder code share no token.
+        let mut other = arben();
+        other.codice_fiscale = disagreeing.codice_fiscale.clone();
+        other.flags.set(QualityFlags::CF_MISMATCH | QualityFlags::CF_OF_ANOTHER);
+        let c = encoder.encode(&other);
+        assert!(b.tokens.iter().all(|t| !c.tokens.contains(t)), "{:?} / {:?}", b.tokens, c.tokens);
+        // Other identifiers of a record with a disagreeing code still give their tokens.
+        let mut with_stp = disagreeing.clone();
+        with_stp.other_ids.push((OtherIdKind::Stp, "STP1234567890123".into()));
+        assert_eq!(encoder.encode(&with_stp).tokens.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [TokenKind::Stp]);
+    }
+
+    #[test]
     fn missing_values_add_nothing() {
         let mut schema = default_schema();
         schema.fields[0].field_filter_bits = Some(512);
@@ -1001,6 +1043,7 @@ mod tests {
         for t in &schema.exact_tokens {
             let kind = token_kind(t).unwrap();
             let value = match kind {
+                TokenKind::CodiceFiscale if id.flags.has(QualityFlags::CF_OF_ANOTHER) => None,
                 TokenKind::CodiceFiscale => id.codice_fiscale.clone(),
                 other => id.other_ids.iter().find(|(k, _)| kind_of(*k) == other).map(|(_, v)| v.clone()),
             };
@@ -1029,8 +1072,9 @@ mod tests {
             prop::option::of("[A-Z][0-9]{3}"),
             prop::option::of("[A-Z0-9]{16}"),
             prop::option::of("STP[0-9]{13}"),
+            any::<bool>(),
         )
-            .prop_map(|(surname, given_names, alias, canonical, sex, date, place, cf, stp)| NormalisedIdentity {
+            .prop_map(|(surname, given_names, alias, canonical, sex, date, place, cf, stp, cf_mismatch)| NormalisedIdentity {
                 surname_tokens: if surname.is_empty() { vec![] } else { vec![surname.clone()] },
                 surname,
                 surname_alias: alias,
@@ -1041,7 +1085,7 @@ mod tests {
                 birthplace: place,
                 codice_fiscale: cf,
                 other_ids: stp.map(|s| vec![(OtherIdKind::Stp, s)]).unwrap_or_default(),
-                flags: QualityFlags(0),
+                flags: QualityFlags(if cf_mismatch { QualityFlags::CF_MISMATCH | QualityFlags::CF_OF_ANOTHER } else { 0 }),
             })
     }
 

@@ -76,6 +76,7 @@ pub struct FileError(pub String);
 const FLAG_NAMES: &[(u32, &str, &str)] = &[
     (QualityFlags::CF_INVALID, "codice_fiscale", "invalid (pattern or check character)"),
     (QualityFlags::CF_MISMATCH, "codice_fiscale", "disagrees with sex, birth date or birthplace"),
+    (QualityFlags::CF_OF_ANOTHER, "codice_fiscale", "disagrees in two or more of sex, day, month, year and birthplace: probably another person's code, not sent as evidence"),
     (QualityFlags::SEX_MISMATCH, "sex", "differs from the sex in the codice fiscale"),
     (QualityFlags::DATE_PLACEHOLDER, "birth_date", "placeholder date"),
     (QualityFlags::BIRTHPLACE_UNRESOLVED, "birthplace", "not a known comune or country"),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use ponte_node::client;
+use ponte_node::client::{self, ClientError};
 use ponte_node::config::NodeConfig;
 use ponte_node::consent::{self, ConsentScope, iso_day};
 use ponte_node::node::Node;
@@ -14,6 +14,40 @@ use ponte_node::store::LocalConsent;
 use ponte_node::view::{self, ConsentView, RelationshipView, SubjectReportView};
 use ponte_proto::schema::LinkageSchema;
 use ponte_proto::{v1, vocab};
+
+// Output. Everything this binary prints on stdout goes through `outln!`/`out!`, which return an
+// error instead of panicking (as `println!` does) when stdout cannot be written. A reader that
+// went away (`ponte-node records list | head`) closes the pipe: the write fails with
+// `BrokenPipe`, the error [`StdoutClosed`] ends the command at that point, and `main` exits
+// quietly (see `Cmd::output_lost`).
+macro_rules! outln {
+    () => { write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+/// Stdout was closed by its reader.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed by its reader")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+fn write_stdout(args: std::fmt::Arguments) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(args) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::anyhow!("writing to stdout failed: {e}")),
+    }
+}
 
 /// A Ponte node: imports the entity's CSV export, encodes identities with the federation's
 /// linkage secret, and publishes only encodings and closed-vocabulary relationship metadata to
@@ -264,6 +298,25 @@ enum SchemaCmd {
     Check { file: Option<PathBuf> },
 }
 
+impl Cmd {
+    /// When stdout closes before the command's output is written: `None` for commands that only
+    /// read (they stop quietly with exit code 0); otherwise what to say on stderr — the command's
+    /// changes are made by the time it prints — and the exit code.
+    fn output_lost(&self) -> Option<(&'static str, u8)> {
+        const DONE: &str = "stdout was closed before the command's report was written; what it did is done and kept (see `ponte-node status`)";
+        match self {
+            Cmd::Records { .. } | Cmd::Report | Cmd::Status | Cmd::Schema { .. } | Cmd::WhoElse { .. } | Cmd::SubjectReport { .. } | Cmd::Serve => None,
+            Cmd::Consent { cmd: ConsentCmd::List { .. } } | Cmd::Credentials { cmd: CredentialsCmd::List } => None,
+            Cmd::Credentials { cmd: CredentialsCmd::Add { cert: None, .. } } => Some((
+                "stdout was closed before the new credential was printed; the system is registered but its credential is shown only once: \
+                 issue another with `ponte-node credentials add SYSTEM --roles … --replace`",
+                1,
+            )),
+            _ => Some((DONE, 0)),
+        }
+    }
+}
+
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
@@ -287,7 +340,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 anyhow::bail!("{} exists; use --force to replace it (nodes must then all receive the new secret)", out.display());
             }
             LinkageSecret::generate(*epoch).save(out).with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote a new linkage secret for epoch {epoch} to {} (mode 600)", out.display());
+            outln!("wrote a new linkage secret for epoch {epoch} to {} (mode 600)", out.display())?;
         }
         Cmd::Secret { cmd: SecretCmd::Rotate { from, out } } => {
             let current = LinkageSecret::load(from).map_err(anyhow::Error::msg)?;
@@ -296,29 +349,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let next = current.epoch.checked_add(1).context("the epoch counter is exhausted")?;
             LinkageSecret::generate(next).save(out).with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote the secret of key epoch {next} to {} (epoch {} stays valid until every node has moved)", out.display(), current.epoch);
+            outln!("wrote the secret of key epoch {next} to {} (epoch {} stays valid until every node has moved)", out.display(), current.epoch)?;
         }
         Cmd::Republish => {
             let node = load(&cli)?;
             let n = node.republish_all()?;
-            println!("{n} relationship(s) queued for publishing (run `ponte-node publish`)");
+            outln!("{n} relationship(s) queued for publishing (run `ponte-node publish`)")?;
         }
         Cmd::Schema { cmd: SchemaCmd::Check { file } } => {
             let schema = match file {
                 Some(f) => LinkageSchema::load(f).map_err(anyhow::Error::msg)?,
                 None => LinkageSchema::default_schema(),
             };
-            println!("schema {:?} is valid; fingerprint {}", schema.name, schema.fingerprint());
-            println!(
+            outln!("schema {:?} is valid; fingerprint {}", schema.name, schema.fingerprint())?;
+            outln!(
                 "record-level filter: {} bits on the wire; field-level filters: {}",
                 schema.published_clk_bits(),
                 match schema.field_filter_bytes() {
                     v if v.is_empty() => "none".to_string(),
                     v => v.iter().map(|(f, b)| format!("{f} ({} bits)", b * 8)).collect::<Vec<_>>().join(", "),
                 }
-            );
+            )?;
             for w in schema.warnings() {
-                println!("warning: {w}");
+                outln!("warning: {w}")?;
             }
         }
         Cmd::Import { file } => {
@@ -328,9 +381,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let report = node.import_file(file, |n| pb.set_position(n))?;
             pb.finish_and_clear();
             if cli.json {
-                println!("{}", serde_json::to_string(&report)?);
+                outln!("{}", serde_json::to_string(&report)?)?;
             } else {
-                println!(
+                outln!(
                     "{}: {} rows read, {} imported ({} with doubts), {} rejected; {} changes queued",
                     report.file,
                     report.rows_read,
@@ -338,17 +391,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     report.rows_doubtful,
                     report.rows_rejected,
                     node.store.outbox_len()
-                );
+                )?;
                 if report.never_encoded > 0 {
-                    println!("  {} row(s) marked never_encode: kept on this node only, never published", report.never_encoded);
+                    outln!("  {} row(s) marked never_encode: kept on this node only, never published", report.never_encoded)?;
                 }
                 for p in report.problems.iter().filter(|p| p.severity == "rejected").take(50) {
-                    println!("  line {}: {} — {} (row rejected)", p.line, p.field, p.reason);
+                    outln!("  line {}: {} — {} (row rejected)", p.line, p.field, p.reason)?;
                 }
                 for (kind, n) in &report.counts {
-                    println!("  {n:>6}  {kind}");
+                    outln!("  {n:>6}  {kind}")?;
                 }
-                println!("  full report: ponte-node report");
+                outln!("  full report: ponte-node report")?;
             }
         }
         Cmd::Status => {
@@ -356,46 +409,46 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let rels = node.store.relationships().count();
             let s = serde_json::json!({"node_id": node.config.node_id, "records": node.store.record_count(), "relationships": rels, "consents": node.store.consent_count(), "queued": node.store.outbox_len()});
             if cli.json {
-                println!("{s}");
+                outln!("{s}")?;
             } else {
-                println!(
+                outln!(
                     "{} records, {} relationships, {} consent(s), {} change(s) queued for the coordinator",
                     s["records"], s["relationships"], s["consents"], s["queued"]
-                );
+                )?;
             }
         }
         Cmd::Report => {
             let node = load(&cli)?;
             match node.store.last_report()? {
-                Some(r) if cli.json => println!("{}", String::from_utf8_lossy(&r)),
+                Some(r) if cli.json => outln!("{}", String::from_utf8_lossy(&r))?,
                 Some(r) => {
                     let v: serde_json::Value = serde_json::from_slice(&r)?;
-                    println!(
+                    outln!(
                         "{}: {} rows read, {} imported ({} with doubts), {} rejected",
                         v["file"].as_str().unwrap_or("?"),
                         v["rows_read"],
                         v["rows_imported"],
                         v["rows_doubtful"],
                         v["rows_rejected"]
-                    );
+                    )?;
                     if v["never_encoded"].as_u64().unwrap_or(0) > 0 {
-                        println!("  {} row(s) marked never_encode: kept on this node only, never published", v["never_encoded"]);
+                        outln!("  {} row(s) marked never_encode: kept on this node only, never published", v["never_encoded"])?;
                     }
                     for p in v["problems"].as_array().into_iter().flatten() {
-                        println!(
+                        outln!(
                             "  line {:>6}  {:<9} {:<15} {}",
                             p["line"],
                             p["severity"].as_str().unwrap_or(""),
                             p["field"].as_str().unwrap_or(""),
                             p["reason"].as_str().unwrap_or("")
-                        );
+                        )?;
                     }
-                    println!("  by kind:");
+                    outln!("  by kind:")?;
                     for (kind, n) in v["counts"].as_object().into_iter().flatten() {
-                        println!("  {n:>6}  {kind}");
+                        outln!("  {n:>6}  {kind}")?;
                     }
                 }
-                None => println!("no import yet"),
+                None => outln!("no import yet")?,
             }
         }
         Cmd::Records { cmd: RecordsCmd::List } => {
@@ -404,9 +457,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let r = r?;
                 let rels = node.store.relationships_of(&r.record_id)?;
                 if cli.json {
-                    println!("{}", serde_json::json!({"record_id": r.record_id, "relationships": rels.len(), "quality_flags": r.identity.flags.0}));
+                    outln!("{}", serde_json::json!({"record_id": r.record_id, "relationships": rels.len(), "quality_flags": r.identity.flags.0}))?;
                 } else {
-                    println!("{}\t{} relationship(s)\tflags {:#x}", r.record_id, rels.len(), r.identity.flags.0);
+                    outln!("{}\t{} relationship(s)\tflags {:#x}", r.record_id, rels.len(), r.identity.flags.0)?;
                 }
             }
         }
@@ -416,15 +469,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let rels = node.store.relationships_of(record_id)?;
             let today = consent::today();
             let consents: Vec<serde_json::Value> = node.store.consents_of(record_id)?.iter().map(|c| serde_json::json!(ConsentView::new(c, today))).collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"record": r.identity, "record_id": r.record_id, "relationships": rels, "consents": consents}))?
-            );
+            )?;
         }
         Cmd::Withdraw { record_id } => {
             let node = load(&cli)?;
             let n = node.withdraw_record(record_id)?;
-            println!("record {record_id} erased here; {n} withdrawal(s) queued for the coordinator (run `ponte-node publish`)");
+            outln!("record {record_id} erased here; {n} withdrawal(s) queued for the coordinator (run `ponte-node publish`)")?;
         }
         Cmd::Consent { cmd: ConsentCmd::Give { record_id, categories, recipients, purposes, from, until, given_by } } => {
             let node = load(&cli)?;
@@ -435,9 +488,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let c = node.give_consent(record_id, scope)?;
             if cli.json {
-                println!("{}", serde_json::json!(ConsentView::new(&c, today)));
+                outln!("{}", serde_json::json!(ConsentView::new(&c, today)))?;
             } else {
-                println!("{}", c.consent_id);
+                outln!("{}", c.consent_id)?;
                 eprintln!("consent recorded for record {record_id}: {}", consent_text(&c, today));
                 eprintln!("{QUEUED}");
             }
@@ -447,11 +500,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let before = node.store.get_consent(consent_id)?.and_then(|c| c.revoked_at);
             let c = node.revoke_consent(consent_id)?;
             if cli.json {
-                println!("{}", serde_json::json!(ConsentView::new(&c, consent::today())));
+                outln!("{}", serde_json::json!(ConsentView::new(&c, consent::today())))?;
             } else if let Some(at) = before {
-                println!("consent {consent_id} was already revoked on {}; nothing queued", consent::utc_time(at));
+                outln!("consent {consent_id} was already revoked on {}; nothing queued", consent::utc_time(at))?;
             } else {
-                println!("consent {consent_id} revoked; {QUEUED}");
+                outln!("consent {consent_id} revoked; {QUEUED}")?;
             }
         }
         Cmd::Consent { cmd: ConsentCmd::List { record_id } } => {
@@ -468,13 +521,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let today = consent::today();
             for c in &consents {
                 if cli.json {
-                    println!("{}", serde_json::json!(ConsentView::new(c, today)));
+                    outln!("{}", serde_json::json!(ConsentView::new(c, today)))?;
                 } else {
-                    println!("{}\trecord {}\t{}", c.consent_id, c.record_id, consent_text(c, today));
+                    outln!("{}\trecord {}\t{}", c.consent_id, c.record_id, consent_text(c, today))?;
                 }
             }
             if consents.is_empty() && !cli.json {
-                println!("no consents recorded on this node{}", record_id.as_ref().map(|r| format!(" for record {r}")).unwrap_or_default());
+                outln!("no consents recorded on this node{}", record_id.as_ref().map(|r| format!(" for record {r}")).unwrap_or_default())?;
             }
         }
         Cmd::Obscure { relationship_id, undo } => {
@@ -482,39 +535,52 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let queued = node.set_obscured(relationship_id, !undo)?;
             let what = if *undo { "no longer obscured" } else { "obscured" };
             if cli.json {
-                println!("{}", serde_json::json!({"relationship_id": relationship_id, "obscured": !undo, "queued": queued}));
+                outln!("{}", serde_json::json!({"relationship_id": relationship_id, "obscured": !undo, "queued": queued}))?;
             } else if queued {
-                println!("relationship {relationship_id} {what}; {QUEUED}");
+                outln!("relationship {relationship_id} {what}; {QUEUED}")?;
             } else {
-                println!("relationship {relationship_id} {what} here; it is marked never_encode and never published, so nothing is queued");
+                outln!("relationship {relationship_id} {what} here; it is marked never_encode and never published, so nothing is queued")?;
             }
         }
         Cmd::SubjectReport { record_id, operator } => {
             let node = load(&cli)?;
             vocab::check_operator_id(operator).map_err(|e| anyhow::anyhow!("--operator: {e}"))?;
             // Check locally first, so that a wrong record id is explained without a connection.
-            node.require_published(record_id)?;
-            let mut c = client::connect(&node).await?;
-            let report = client::subject_report(&node, &mut c, record_id, operator).await?;
+            let anchor = node.require_published(record_id)?;
+            let report = match client::connect(&node).await {
+                Ok(mut c) => client::subject_report(&node, &mut c, &anchor, operator).await,
+                Err(e) => Err(e),
+            };
+            let report = match report {
+                Ok(r) => r,
+                Err(ClientError::NotPublished { message }) => {
+                    eprintln!("ponte-node: the coordinator does not know record {record_id:?}'s reference yet ({message}); run `ponte-node publish` first");
+                    return Ok(ExitCode::from(EXIT_REFUSED));
+                }
+                Err(e) => {
+                    eprintln!("ponte-node: data-subject report for record {record_id:?}: {e}");
+                    return Ok(exit_code(&e));
+                }
+            };
             let view = SubjectReportView::new(record_id, &report);
             if cli.json {
-                println!("{}", serde_json::to_string(&view)?);
+                outln!("{}", serde_json::to_string(&view)?)?;
             } else {
-                print!("{}", view.text());
+                out!("{}", view.text())?;
             }
         }
         Cmd::Publish => {
             let node = load(&cli)?;
             let queued = node.store.outbox_len();
             if queued == 0 {
-                println!("nothing to publish");
+                outln!("nothing to publish")?;
                 return Ok(ExitCode::SUCCESS);
             }
             let mut c = match client::connect(&node).await {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("ponte-node: {e:#}\n{queued} change(s) stay queued; run `ponte-node publish` again later");
-                    return Ok(ExitCode::from(3));
+                    eprintln!("ponte-node: {e}\n{queued} change(s) stay queued; run `ponte-node publish` again later");
+                    return Ok(exit_code(&e));
                 }
             };
             let pb = bar(queued as u64, "publishing");
@@ -522,23 +588,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             pb.finish_and_clear();
             match result {
                 Ok(o) => {
-                    println!(
-                        "published {} item(s) in {} batch(es), {} withdrawal(s), {} consent(s), {} revocation(s), {} obscuring change(s); {} link(s) found by the coordinator",
-                        o.items_sent, o.batches, o.withdrawals_sent, o.consents_sent, o.revocations_sent, o.obscurings_sent, o.links_found
-                    );
-                    if o.dropped > 0 {
-                        println!("{} queued change(s) dropped: what they were about is gone here, or is never published", o.dropped);
-                    }
-                    if o.deferred > 0 {
-                        println!(
-                            "{} consent(s) stay queued: the coordinator does not know the person's references yet; run `ponte-node publish` again later",
-                            o.deferred
+                    // Said first, on stderr: it decides the exit code even if stdout is gone.
+                    if let Some(wait) = o.retry_after {
+                        eprintln!(
+                            "ponte-node: the coordinator asked this node to wait ({}); {} change(s) stay queued: run `ponte-node publish` again in {} s (or keep `serve` running, which waits by itself)",
+                            o.retry_reason.as_deref().unwrap_or("no reason given"),
+                            node.store.outbox_len(),
+                            wait.as_secs().max(1)
                         );
                     }
+                    let code = if o.retry_after.is_some() { ExitCode::from(EXIT_TRY_LATER) } else { ExitCode::SUCCESS };
+                    outln!(
+                        "published {} item(s) in {} batch(es), {} withdrawal(s), {} consent(s), {} revocation(s), {} obscuring change(s)",
+                        o.items_sent, o.batches, o.withdrawals_sent, o.consents_sent, o.revocations_sent, o.obscurings_sent
+                    )?;
+                    if o.dropped > 0 {
+                        outln!("{} queued change(s) dropped: what they were about is gone here, or is never published", o.dropped)?;
+                    }
+                    if o.deferred > 0 {
+                        outln!(
+                            "{} consent(s) stay queued: the coordinator does not know the person's references yet; run `ponte-node publish` again later",
+                            o.deferred
+                        )?;
+                    }
+                    return Ok(code);
                 }
                 Err(e) => {
-                    eprintln!("ponte-node: {e:#}\n{} change(s) stay queued", node.store.outbox_len());
-                    return Ok(ExitCode::from(3));
+                    eprintln!("ponte-node: publishing: {e}\n{} change(s) stay queued", node.store.outbox_len());
+                    return Ok(exit_code(&e));
                 }
             }
         }
@@ -576,27 +653,55 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let id = record_id.as_deref().context("name a record id, or use --all")?;
                 vec![node.anchor_for(id, relationship.as_deref())?]
             };
-            let mut c = client::connect(&node).await?;
+            let mut c = match client::connect(&node).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ponte-node: {e}");
+                    return Ok(exit_code(&e));
+                }
+            };
             let mut refused = 0;
             for anchor in &anchors {
                 match client::who_else(&node, &mut c, anchor, purpose, role, operator, break_glass).await {
                     Ok(answer) => print_answer(&cli, anchor, &answer)?,
-                    Err(s) => {
+                    // The coordinator could not be asked: no point asking about the others.
+                    Err(e) if e.retry_later() => {
+                        eprintln!("ponte-node: question about {} not asked: {e}", anchor.record_id);
+                        return Ok(exit_code(&e));
+                    }
+                    Err(e) => {
                         refused += 1;
                         if cli.json {
-                            println!("{}", serde_json::json!({"record_id": anchor.record_id, "relationship_id": anchor.relationship_id, "refused": client::status_text(&s)}));
+                            outln!("{}", serde_json::json!({"record_id": anchor.record_id, "relationship_id": anchor.relationship_id, "refused": e.to_string()}))?;
                         } else {
-                            eprintln!("question about {} refused: {}", anchor.record_id, client::status_text(&s));
+                            eprintln!("question about {} refused: {e}", anchor.record_id);
                         }
                     }
                 }
             }
             if refused > 0 && !*all {
-                return Ok(ExitCode::from(4));
+                return Ok(ExitCode::from(EXIT_REFUSED));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code when the coordinator could not be reached or asked to wait: changes stay queued,
+/// try again later.
+const EXIT_TRY_LATER: u8 = 3;
+/// Exit code when the coordinator refused the request.
+const EXIT_REFUSED: u8 = 4;
+
+/// The exit code for an error from the coordinator client: 3 try later (unreachable, busy,
+/// unavailable), 4 refused (policy, certificate, settings that must match, unknown reference,
+/// invalid request), 1 anything else (this node's configuration or store).
+fn exit_code(e: &ClientError) -> ExitCode {
+    match e {
+        ClientError::Unreachable { .. } | ClientError::Unavailable { .. } | ClientError::RateLimited { .. } => ExitCode::from(EXIT_TRY_LATER),
+        ClientError::Refused { .. } | ClientError::NotPublished { .. } | ClientError::Invalid { .. } => ExitCode::from(EXIT_REFUSED),
+        ClientError::Config { .. } | ClientError::Local(_) => ExitCode::FAILURE,
+    }
 }
 
 /// Printed after every change that waits in the outbox.
@@ -653,20 +758,20 @@ fn print_answer(cli: &Cli, anchor: &ponte_node::store::LocalRelationship, a: &v1
     // SEQUENCE:HASH, as `ponte-coordinator audit verify --receipt` takes it.
     let full_receipt = a.receipt.as_ref().map(|r| format!("{}:{}", r.sequence, r.entry_hash)).unwrap_or_default();
     if cli.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"record_id": anchor.record_id, "relationship_id": anchor.relationship_id, "answer": rows, "receipt": receipt, "receipt_full": full_receipt})
-        );
+        )?;
         return Ok(());
     }
-    println!("Chi altro segue la persona del record {} (ricevuta di audit {full_receipt}):", anchor.record_id);
+    outln!("Chi altro segue la persona del record {} (ricevuta di audit {full_receipt}):", anchor.record_id)?;
     if rows.is_empty() {
-        println!("  nessun'altra presa in carico visibile");
+        outln!("  nessun'altra presa in carico visibile")?;
     }
     for r in &rows {
-        println!("  - {}", r.text());
+        outln!("  - {}", r.text())?;
     }
-    println!("  {}", a.notice);
+    outln!("  {}", a.notice)?;
     Ok(())
 }
 
@@ -702,16 +807,16 @@ fn credentials_cmd(cli: &Cli, cfg: &NodeConfig, cmd: &CredentialsCmd) -> Result<
             creds.systems.push(system);
             creds.save(path).map_err(anyhow::Error::msg)?;
             if cli.json {
-                println!("{}", serde_json::json!({"system_id": system_id, "credential": token, "file": path.display().to_string()}));
+                outln!("{}", serde_json::json!({"system_id": system_id, "credential": token, "file": path.display().to_string()}))?;
             } else if let Some(t) = token {
-                println!("{t}");
+                outln!("{t}")?;
                 eprintln!(
                     "system {system_id} registered in {}. The line above is its credential: give it to the system now, it is not shown again \
                      (send it as `Authorization: Bearer …`). Restart `serve` to use it.",
                     path.display()
                 );
             } else {
-                println!("system {system_id} registered with its client certificate in {}; restart `serve` to use it", path.display());
+                outln!("system {system_id} registered with its client certificate in {}; restart `serve` to use it", path.display())?;
             }
         }
         CredentialsCmd::List => {
@@ -721,13 +826,13 @@ fn credentials_cmd(cli: &Cli, cfg: &NodeConfig, cmd: &CredentialsCmd) -> Result<
                     .iter()
                     .map(|s| serde_json::json!({"system_id": s.id, "roles": s.roles, "auth": if s.cert_sha256.is_some() { "client_certificate" } else { "bearer" }, "created": s.created}))
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                outln!("{}", serde_json::Value::Array(v))?;
             } else if creds.systems.is_empty() {
-                println!("no system registered in {} (add one with `ponte-node credentials add SYSTEM --roles …`)", path.display());
+                outln!("no system registered in {} (add one with `ponte-node credentials add SYSTEM --roles …`)", path.display())?;
             } else {
                 for s in &creds.systems {
                     let auth = if s.cert_sha256.is_some() { "client certificate" } else { "bearer credential" };
-                    println!("{}\t{}\t{auth}\tregistered {}", s.id, s.roles.join(","), s.created);
+                    outln!("{}\t{}\t{auth}\tregistered {}", s.id, s.roles.join(","), s.created)?;
                 }
             }
         }
@@ -738,7 +843,7 @@ fn credentials_cmd(cli: &Cli, cfg: &NodeConfig, cmd: &CredentialsCmd) -> Result<
                 anyhow::bail!("no system {system_id:?} in {} (see `ponte-node credentials list`)", path.display());
             }
             creds.save(path).map_err(anyhow::Error::msg)?;
-            println!("system {system_id} removed; restart `serve` for it to take effect");
+            outln!("system {system_id} removed; restart `serve` for it to take effect")?;
         }
     }
     Ok(())
@@ -747,16 +852,14 @@ fn credentials_cmd(cli: &Cli, cfg: &NodeConfig, cmd: &CredentialsCmd) -> Result<
 /// The outbox drain, and the API when `api.listen` is set, until SIGINT/SIGTERM.
 async fn serve(node: Node) -> Result<()> {
     use std::sync::Arc;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let api_on = !node.config.api.listen.is_empty();
-    let shared = Arc::new(ponte_node::api::Shared::new(node, health));
+    let shared = Arc::new(ponte_node::api::Shared::new(node));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = if api_on {
         let shared = shared.clone();
         let mut rx = stop_rx.clone();
         Some(tokio::spawn(async move {
-            ponte_node::api::serve(shared, health_service, async move {
+            ponte_node::api::serve(shared, async move {
                 let _ = rx.wait_for(|s| *s).await;
             })
             .await
@@ -786,15 +889,19 @@ async fn serve(node: Node) -> Result<()> {
                         deferred = o.deferred,
                         "published"
                     );
-                    // Only consents waiting for their references: no need to ask every tick.
-                    backoff = if o.deferred > 0 && o.handled() == o.deferred {
+                    backoff = if let Some(wait) = o.retry_after {
+                        // The coordinator asked to slow down: wait as long as it says.
+                        tracing::info!(retry_after_secs = wait.as_secs(), queued = node.store.outbox_len(), "the coordinator asked to slow down; the rest stays queued");
+                        wait.max(interval)
+                    } else if o.deferred > 0 && o.handled() == o.deferred {
+                        // Only consents waiting for their references: no need to ask every tick.
                         (backoff * 2).min(std::time::Duration::from_secs(60))
                     } else {
                         interval
                     };
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, queued = node.store.outbox_len(), "publish failed; will retry");
+                    tracing::warn!(error = %e, kind = e.kind(), queued = node.store.outbox_len(), "publish failed; will retry");
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
                 }
             }
@@ -854,6 +961,7 @@ fn main() -> ExitCode {
         fmt.init();
     }
     let cli = Cli::parse();
+    let output_lost = cli.cmd.output_lost();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -863,6 +971,13 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if e.is::<StdoutClosed>() => match output_lost {
+            None => ExitCode::SUCCESS,
+            Some((what, code)) => {
+                eprintln!("ponte-node: {what}");
+                ExitCode::from(code)
+            }
+        },
         Err(e) => {
             eprintln!("ponte-node: {e:#}");
             ExitCode::FAILURE

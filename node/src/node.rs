@@ -17,6 +17,48 @@ use crate::import::{ImportReport, read_export};
 use crate::secret::LinkageSecret;
 use crate::store::{LocalConsent, LocalRecord, LocalRelationship, NodeStore, OutboxOp};
 
+/// Why a local operation on a record, relationship or consent could not be done. Callers
+/// branch on the variant (the API chooses its status by it); the text says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// No such record here (or one without relationships).
+    #[error("no record {record_id:?} on this node (see `ponte-node records list`)")]
+    NoRecord { record_id: String },
+    /// The record exists but has no relationship with that id.
+    #[error("record {record_id:?} has no relationship {relationship_id:?}")]
+    NoRelationship { record_id: String, relationship_id: String },
+    /// No such relationship here.
+    #[error("no relationship {relationship_id:?} on this node (see `ponte-node records show RECORD_ID`)")]
+    UnknownRelationship { relationship_id: String },
+    /// The relationship named is never encoded, so nothing can be anchored on it.
+    #[error(
+        "relationship {relationship_id:?} is marked never_encode: it is never published, so no question can be anchored on it; \
+         anchor on another relationship of the record (--relationship)"
+    )]
+    NeverEncoded { relationship_id: String },
+    /// Nothing of the record is published: only never-encode relationships.
+    #[error(
+        "record {record_id:?} has no published relationship, only never-encode relationships: nothing about this person is \
+         published, so no question can be asked about them and no consent applied to them"
+    )]
+    NothingPublished { record_id: String },
+    /// No such consent here.
+    #[error("no consent {consent_id:?} on this node (see `ponte-node consent list`)")]
+    NoConsent { consent_id: String },
+    /// The consent's scope does not hold together.
+    #[error("{0}")]
+    InvalidConsent(String),
+    /// The store failed.
+    #[error("the node's store failed: {0:#}")]
+    Store(anyhow::Error),
+}
+
+impl From<anyhow::Error> for NodeError {
+    fn from(e: anyhow::Error) -> NodeError {
+        NodeError::Store(e)
+    }
+}
+
 /// An open node: configuration, store, schema and (when needed) the encoder.
 pub struct Node {
     pub config: NodeConfig,
@@ -173,21 +215,18 @@ impl Node {
     /// The relationship a question about `record_id` is anchored on: the one named, or the
     /// record's first active or pending published relationship (else its first published one).
     /// Never-encode relationships are never anchors.
-    pub fn anchor_for(&self, record_id: &str, relationship_id: Option<&str>) -> Result<LocalRelationship> {
+    pub fn anchor_for(&self, record_id: &str, relationship_id: Option<&str>) -> Result<LocalRelationship, NodeError> {
         let rels = self.store.relationships_of(record_id)?;
         if rels.is_empty() {
-            anyhow::bail!("no record {record_id:?} with relationships on this node (see `ponte-node records list`)");
+            return Err(NodeError::NoRecord { record_id: record_id.to_string() });
         }
         if let Some(want) = relationship_id {
-            let r = rels
-                .into_iter()
-                .find(|r| r.relationship_id == want)
-                .with_context(|| format!("record {record_id:?} has no relationship {want:?}"))?;
+            let r = rels.into_iter().find(|r| r.relationship_id == want).ok_or_else(|| NodeError::NoRelationship {
+                record_id: record_id.to_string(),
+                relationship_id: want.to_string(),
+            })?;
             if !r.publishable() {
-                anyhow::bail!(
-                    "relationship {want:?} is marked never_encode: it is never published, so no question can be anchored on it; \
-                     anchor on another relationship of the record (--relationship)"
-                );
+                return Err(NodeError::NeverEncoded { relationship_id: want.to_string() });
             }
             return Ok(r);
         }
@@ -197,9 +236,7 @@ impl Node {
             .find(|r| vocab::StatusName::from_wire(r.status).map(vocab::status_allows_anchor).unwrap_or(false));
         match active.or(published.first()) {
             Some(r) => Ok((*r).clone()),
-            None => anyhow::bail!(
-                "record {record_id:?} has only never-encode relationships: nothing about this person is published, so no question can be asked"
-            ),
+            None => Err(NodeError::NothingPublished { record_id: record_id.to_string() }),
         }
     }
 
@@ -209,32 +246,30 @@ impl Node {
         Ok(self.store.relationships_of(record_id)?.into_iter().find(LocalRelationship::publishable))
     }
 
-    /// [`Node::published_relationship`], or an error that says why there is none.
-    pub fn require_published(&self, record_id: &str) -> Result<LocalRelationship> {
+    /// [`Node::published_relationship`], or the reason there is none.
+    pub fn require_published(&self, record_id: &str) -> Result<LocalRelationship, NodeError> {
         if let Some(r) = self.published_relationship(record_id)? {
             return Ok(r);
         }
         if self.store.relationships_of(record_id)?.is_empty() {
-            anyhow::bail!("no record {record_id:?} with relationships on this node (see `ponte-node records list`)");
+            return Err(NodeError::NoRecord { record_id: record_id.to_string() });
         }
-        anyhow::bail!("record {record_id:?} has only never-encode relationships: nothing about this person is published")
+        Err(NodeError::NothingPublished { record_id: record_id.to_string() })
     }
 
     /// Records the person's consent for `record_id` and queues it for the coordinator.
     ///
-    /// Refused, with nothing stored, if the record is unknown, has no published relationship
-    /// (the coordinator could not key the consent), or the scope fails [`ConsentScope::check`].
-    pub fn give_consent(&self, record_id: &str, mut scope: ConsentScope) -> Result<LocalConsent> {
+    /// Refused, with nothing stored, if the record is unknown ([`NodeError::NoRecord`]), has
+    /// no published relationship ([`NodeError::NothingPublished`]: the coordinator could not key
+    /// the consent), or the scope fails [`ConsentScope::check`] ([`NodeError::InvalidConsent`]).
+    pub fn give_consent(&self, record_id: &str, mut scope: ConsentScope) -> Result<LocalConsent, NodeError> {
         if self.store.get_record(record_id)?.is_none() {
-            anyhow::bail!("no record {record_id:?} on this node (see `ponte-node records list`)");
+            return Err(NodeError::NoRecord { record_id: record_id.to_string() });
         }
         if self.published_relationship(record_id)?.is_none() {
-            anyhow::bail!(
-                "record {record_id:?} has no published relationship (only never-encode ones, or none): \
-                 the coordinator could not apply a consent to this person"
-            );
+            return Err(NodeError::NothingPublished { record_id: record_id.to_string() });
         }
-        scope.check().map_err(anyhow::Error::msg)?;
+        scope.check().map_err(NodeError::InvalidConsent)?;
         let consent = LocalConsent {
             consent_id: new_reference(),
             record_id: record_id.to_string(),
@@ -255,11 +290,8 @@ impl Node {
 
     /// Revokes a consent here and queues the revocation. Revoking an already revoked consent
     /// changes nothing and queues nothing; the consent is returned as stored either way.
-    pub fn revoke_consent(&self, consent_id: &str) -> Result<LocalConsent> {
-        let mut c = self
-            .store
-            .get_consent(consent_id)?
-            .with_context(|| format!("no consent {consent_id:?} on this node (see `ponte-node consent list`)"))?;
+    pub fn revoke_consent(&self, consent_id: &str) -> Result<LocalConsent, NodeError> {
+        let mut c = self.store.get_consent(consent_id)?.ok_or_else(|| NodeError::NoConsent { consent_id: consent_id.to_string() })?;
         if c.revoked_at.is_some() {
             return Ok(c);
         }
@@ -273,11 +305,11 @@ impl Node {
     /// Obscures a relationship (or ends its obscuring) and queues the change. Returns whether a
     /// change was queued: a never-encode relationship is not published, so only the local flag
     /// changes.
-    pub fn set_obscured(&self, relationship_id: &str, obscured: bool) -> Result<bool> {
+    pub fn set_obscured(&self, relationship_id: &str, obscured: bool) -> Result<bool, NodeError> {
         let mut r = self
             .store
             .get_relationship(relationship_id)?
-            .with_context(|| format!("no relationship {relationship_id:?} on this node (see `ponte-node records show RECORD_ID`)"))?;
+            .ok_or_else(|| NodeError::UnknownRelationship { relationship_id: relationship_id.to_string() })?;
         r.obscured = obscured;
         self.store.put_relationship(&r)?;
         let queued = r.publishable();

@@ -3,7 +3,8 @@
 //! Trees: `records` (record id → identity, clear, never leaves the node, with its encoding),
 //! `relationships` (relationship id → relationship with its opaque reference), `outbox`
 //! (sequence → change still to publish), `consents` (consent id → the person's consent as
-//! recorded here), `reports` (time → import report) and `meta`.
+//! recorded here), `reports` (time → import report) and `meta` (`instance_id`: 16 random bytes
+//! made when the store is created, see [`NodeStore::instance_id`]).
 //! Changes are flushed before a command reports success.
 
 use std::path::Path;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::normalise::NormalisedIdentity;
 
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const INSTANCE_ID_KEY: &str = "instance_id";
 
 /// A person record as the entity exported it, normalised. It is encoded when published, under
 /// every key epoch the node is configured with.
@@ -101,6 +103,7 @@ pub enum OutboxOp {
 
 pub struct NodeStore {
     db: sled::Db,
+    instance_id: [u8; 16],
     records: sled::Tree,
     relationships: sled::Tree,
     outbox: sled::Tree,
@@ -122,7 +125,20 @@ impl NodeStore {
                 anyhow::anyhow!("cannot open the node store in {}: {text}", dir.display())
             }
         })?;
+        let meta = db.open_tree("meta")?;
+        let instance_id = match meta.get(INSTANCE_ID_KEY)? {
+            Some(v) => <[u8; 16]>::try_from(v.as_ref())
+                .map_err(|_| anyhow::anyhow!("the node store in {} is damaged: its instance id is not 16 bytes", dir.display()))?,
+            None => {
+                let mut id = [0u8; 16];
+                rand::fill(&mut id);
+                meta.insert(INSTANCE_ID_KEY, &id[..])?;
+                db.flush()?;
+                id
+            }
+        };
         Ok(NodeStore {
+            instance_id,
             records: db.open_tree("records")?,
             relationships: db.open_tree("relationships")?,
             outbox: db.open_tree("outbox")?,
@@ -130,6 +146,13 @@ impl NodeStore {
             reports: db.open_tree("reports")?,
             db,
         })
+    }
+
+    /// This store's random id, made when the store was created and never changed. A data
+    /// directory deleted and recreated gets a new one, so the outbox's sequence numbers (which
+    /// start again) are never taken for the old store's: publish batch ids include it.
+    pub fn instance_id(&self) -> [u8; 16] {
+        self.instance_id
     }
 
     pub fn get_record(&self, id: &str) -> Result<Option<LocalRecord>> {
@@ -338,7 +361,7 @@ mod tests {
             recorded_at: 5,
             revoked_at: None,
         };
-        {
+        let instance = {
             let s = NodeStore::open(dir.path()).unwrap();
             s.put_consent(&c).unwrap();
             let first = s.enqueue(&OutboxOp::Consent { consent_id: "c1".into() }).unwrap();
@@ -347,7 +370,8 @@ mod tests {
             assert!(moved > first);
             assert_eq!(s.requeue(first).unwrap(), None, "a change no longer queued is not requeued");
             s.flush().unwrap();
-        }
+            s.instance_id()
+        };
         // sled's background flusher may hold the directory's lock a moment after the drop.
         let start = std::time::Instant::now();
         let s = loop {
@@ -360,6 +384,9 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         };
+        assert_eq!(s.instance_id(), instance, "the instance id is the store's, kept across opens");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(NodeStore::open(other.path()).unwrap().instance_id(), instance, "another store, another instance id");
         assert_eq!(s.consents_of("P1").unwrap(), vec![c]);
         assert!(s.consents_of("P2").unwrap().is_empty());
         let ops: Vec<OutboxOp> = s.outbox_head(10).unwrap().into_iter().map(|(_, op)| op).collect();

@@ -183,6 +183,73 @@ fn never_encode_rows_stay_here_and_a_published_one_is_withdrawn() {
 }
 
 #[test]
+fn an_operator_id_that_is_personal_data_is_refused_before_anything_is_asked() {
+    let site = Site::offline(false);
+    site.import("a.csv", &[ROSSI]);
+    for (args, flag) in [
+        (vec!["who-else", "P1", "--operator", "RSSMRA40B11E506X"], "--operator"),
+        (vec!["who-else", "P1", "--operator", "op-rssmra40b1me506x"], "--operator"),
+        (vec!["subject-report", "P1", "--operator", "STP1234567890123"], "--operator"),
+    ] {
+        let o = site.run(&args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        // Exit 1 (a bad argument), not 3: the offline coordinator was never tried.
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains("pseudonymous") && !err.contains("reach the coordinator"), "{args:?}: {err}");
+    }
+}
+
+/// Runs `ponte-node --config SITE args` with stdout a pipe: `read_lines` lines are read, then
+/// the pipe is closed (as `| head -n N` does). Returns the exit code and stderr.
+fn with_closed_stdout(site: &Site, args: &[&str], read_lines: usize) -> (Option<i32>, String) {
+    use std::io::{BufRead, Read};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ponte-node"))
+        .arg("--config")
+        .arg(&site.config)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..read_lines {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "{args:?} printed fewer than {read_lines} lines");
+    }
+    drop(stdout);
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (child.wait().unwrap().code(), err)
+}
+
+#[test]
+fn a_closed_stdout_ends_output_quietly_without_a_panic() {
+    let site = Site::offline(false);
+    // More records than a pipe buffers (64 KiB), so `records list` meets the closed pipe while
+    // it still has lines to write.
+    let rows: Vec<String> =
+        (0..2000).map(|i| format!("PERSONA-{i:07};R{i:05};Rossi;Mario;M;1940-02-11;Lecce;;cure_domiciliari;attiva;2024-03-01;distretto-lecce;S;N")).collect();
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    site.import("a.csv", &rows);
+    for (args, lines) in [(&["records", "list"][..], 1), (&["--json", "records", "list"][..], 10), (&["status"][..], 0), (&["consent", "list"][..], 0)] {
+        let (code, err) = with_closed_stdout(&site, args, lines);
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "a read-only command stops quietly: {args:?}: {err}");
+    }
+    // A command that changes something has done it by the time it prints: it says so on
+    // stderr and exits 0; the change is kept.
+    let (code, err) = with_closed_stdout(&site, &["consent", "give", "PERSONA-0000001", "--categories", "serd", "--recipients", "asl", "--purposes", "continuita_assistenziale", "--until", "2099-12-31", "--given-by", "interessato"], 0);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("done and kept") && !err.contains("panicked"), "{err}");
+    assert_eq!(site.status()["consents"], 1);
+    // A new bearer credential is printed once: losing it is an error with the way out.
+    let (code, err) = with_closed_stdout(&site, &["credentials", "add", "cartella", "--roles", "operatore_pua"], 0);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--replace") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn break_glass_goes_with_emergenza_only() {
     let site = Site::offline(false);
     site.import("a.csv", &[ROSSI]);

@@ -96,6 +96,7 @@ fn config(fed: &Path, data_dir: &Path, listen: &str) -> CoordinatorConfig {
         metrics: MetricsConfig::off(),
         limits: Default::default(),
         storage: Default::default(),
+        connections: Default::default(),
     }
 }
 

@@ -192,9 +192,56 @@ pub fn check_reference(s: &str) -> Result<(), String> {
     check_id(s, "reference", &['-'])
 }
 
-/// Pseudonymous operator ids: `[A-Za-z0-9._-]{1,64}`.
+/// Pseudonymous operator ids: `[A-Za-z0-9._-]{1,64}`, taken exactly as given — case matters
+/// (`Op-7` and `op-7` are two operators), nothing is lower-cased on the way to the audit — and
+/// refused when any part of the id is shaped like a personal identifier, which would otherwise be
+/// written into the permanent audit: a codice fiscale (16 characters, omocodes included, in any
+/// case) or an STP/ENI code (`STP`/`ENI` + 13 digits). Checked wherever an operator id enters:
+/// the node's CLI and API, and the coordinator.
 pub fn check_operator_id(s: &str) -> Result<(), String> {
-    check_id(&s.to_ascii_lowercase(), "operator id", &['-', '_', '.'])
+    // Upper-case letters pass the character check like lower-case ones; the id is not changed.
+    check_id(&s.to_ascii_lowercase(), "operator id", &['-', '_', '.'])?;
+    if let Some(kind) = personal_identifier_in(s) {
+        return Err(format!(
+            "the operator id contains what looks like {kind}: operator ids reach the permanent audit log, so they must be \
+             pseudonymous — use the operator's id in your system (e.g. op-4711), never a codice fiscale, STP/ENI code or name"
+        ));
+    }
+    Ok(())
+}
+
+/// Letters that stand for the digits 0–9 in an omocode codice fiscale.
+const OMOCODE_LETTERS: &[u8] = b"LMNPQRSTUV";
+/// Month letters of a codice fiscale.
+const MONTH_LETTERS: &[u8] = b"ABCDEHLMPRST";
+
+/// Whether 16 bytes (upper case) have the shape of a codice fiscale: surname and name letters,
+/// year, month letter, day (+40 for women), Belfiore code, check letter; digits may be omocode
+/// letters. The check character is not verified: a mistyped code is personal data too.
+fn shaped_like_codice_fiscale(w: &[u8]) -> bool {
+    let digit = |b: u8| b.is_ascii_digit() || OMOCODE_LETTERS.contains(&b);
+    w.len() == 16
+        && w[..6].iter().all(u8::is_ascii_uppercase)
+        && w[6..8].iter().all(|b| digit(*b))
+        && MONTH_LETTERS.contains(&w[8])
+        && w[9..11].iter().all(|b| digit(*b))
+        && w[11].is_ascii_uppercase()
+        && w[12..15].iter().all(|b| digit(*b))
+        && w[15].is_ascii_uppercase()
+}
+
+/// What kind of personal identifier `s` contains, if any (case-insensitive).
+fn personal_identifier_in(s: &str) -> Option<&'static str> {
+    let up = s.to_ascii_uppercase();
+    for w in up.as_bytes().windows(16) {
+        if shaped_like_codice_fiscale(w) {
+            return Some("a codice fiscale");
+        }
+        if (w.starts_with(b"STP") || w.starts_with(b"ENI")) && w[3..].iter().all(u8::is_ascii_digit) {
+            return Some("an STP or ENI code");
+        }
+    }
+    None
 }
 
 /// `YYYYMM` with a plausible year and a month 1–12.
@@ -244,6 +291,40 @@ mod tests {
         assert_eq!(day_of_unix_time(0), 19700101);
         assert_eq!(day_of_unix_time(951_782_400), 20000229);
         assert_eq!(day_of_unix_time(1_795_393_696), 20261123);
+    }
+
+    #[test]
+    fn operator_ids_are_taken_as_given_and_personal_identifiers_are_refused() {
+        for ok in ["op-4711", "Op-4711", "OPERATORE_7", "a", "pua.lecce-12", "7f3a9c2e41b8d605", "stp123"] {
+            assert_eq!(check_operator_id(ok), Ok(()), "{ok}");
+        }
+        let refused = [
+            "RSSMRA40B11E506X",
+            "rssmra40b11e506x",
+            "RssMra40b11E506x",
+            // Omocodes: digits written as L M N P Q R S T U V.
+            "RSSMRA40B1ME506X",
+            "RSSMRAQLB11E5LSX",
+            // Inside a longer id.
+            "op-RSSMRA40B11E506X",
+            "RSSMRA40B11E506X.pua",
+            "STP1234567890123",
+            "eni1234567890123",
+            "op_STP1234567890123",
+        ];
+        for id in refused {
+            let e = check_operator_id(id).unwrap_err();
+            assert!(e.contains("pseudonymous") && e.contains("op-4711"), "{id}: {e}");
+        }
+        assert!(check_operator_id("RSSMRA40B11E506X").unwrap_err().contains("codice fiscale"));
+        assert!(check_operator_id("ENI1234567890123").unwrap_err().contains("STP or ENI"));
+        // Not a codice fiscale: a wrong month letter, 15 characters, or an STP code too short.
+        for ok in ["RSSMRA40Z11E506X", "RSSMRA40B11E506", "STP123456789012"] {
+            assert_eq!(check_operator_id(ok), Ok(()), "{ok}");
+        }
+        // The character check still applies.
+        assert!(check_operator_id("Mario Rossi").unwrap_err().contains("' '"));
+        assert!(check_operator_id(&"a".repeat(65)).is_err());
     }
 
     #[test]

@@ -261,12 +261,12 @@ const LINKER_FREQUENCY_SAMPLE: usize = 100_000;
 
 /// The LSH index the linker builds when one batch of these filters is published into an empty
 /// epoch: positions chosen from the batch's bit frequencies (sampled, every ⌈n / 100,000⌉-th
-/// filter) when the schema skips frequent positions and the batch holds 64 items or more;
+/// filter) when the schema skips frequent positions and the batch holds `ADAPT_LSH_AT` items or more;
 /// otherwise from the seed alone. The unit test `replica_blocking_agrees_with_the_linker` holds
 /// the two together.
 fn linker_lsh(params: &LinkerParams, words: &[Vec<u64>]) -> anyhow::Result<LshIndex> {
     let n = words.len();
-    let mut lsh = if params.lsh.skip_most_frequent > 0 && n >= 64 {
+    let mut lsh = if params.lsh.skip_most_frequent > 0 && n >= ponte_coordinator::linker::ADAPT_LSH_AT {
         let step = n.div_ceil(LINKER_FREQUENCY_SAMPLE).max(1);
         let freq = blocking::bit_frequencies(words.iter().step_by(step).map(Vec::as_slice), params.clk_bits);
         LshIndex::with_frequencies(params.lsh, params.clk_bits, &freq)
@@ -323,7 +323,7 @@ fn blocking_figures(linker: &Linker, encodings: &[EpochEncoding], members: &[Mem
     let params = linker.params();
     let n = encodings.len();
     let b = Blocking::new(params, encodings)?;
-    let scorer = params.model.compact_scorer(params.prior_records.unwrap_or(n as u64));
+    let scorer = params.model.compact_scorer(params.prior_records.unwrap_or_else(|| ponte_coordinator::linker::prior_size(n as u64)));
     pb.set_length(n as u64);
     pb.set_position(0);
     let figures = (0..n)
@@ -633,7 +633,7 @@ mod tests {
             let linker = link_encodings(&profile.schema, &encodings).unwrap();
             let params = linker.params().clone();
             let b = Blocking::new(&params, &encodings).unwrap();
-            let scorer = params.model.compact_scorer(encodings.len() as u64);
+            let scorer = params.model.compact_scorer(ponte_coordinator::linker::prior_size(encodings.len() as u64));
             let mut mine = Vec::new();
             for i in 0..encodings.len() {
                 for j in b.candidates_before(i) {

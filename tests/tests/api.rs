@@ -62,12 +62,12 @@ impl Drop for Served {
 }
 
 /// A request from a registered system acting for operator [`OPERATOR`] in `role`.
-trait AsOperator {
-    fn as_operator(self, token: &str, role: &str) -> Self;
+trait OnBehalfOf {
+    fn on_behalf_of(self, token: &str, role: &str) -> Self;
 }
 
-impl AsOperator for reqwest::RequestBuilder {
-    fn as_operator(self, token: &str, role: &str) -> Self {
+impl OnBehalfOf for reqwest::RequestBuilder {
+    fn on_behalf_of(self, token: &str, role: &str) -> Self {
         self.bearer_auth(token).header("X-Ponte-Operator", OPERATOR).header("X-Ponte-Role", role)
     }
 }
@@ -98,7 +98,7 @@ fn federation_with_asl_api(fed: &mut Federation) -> PathBuf {
         "asl.csv",
         &[
             format!("P1;R1;Rossi;Mario;M;1940-02-11;Lecce;{r};cure_domiciliari;attiva;2024-03-01;distretto-lecce;S"),
-            format!("P2;R2;De Giorgi;Maria Grazia;F;1938-05-20;Lecce;;cure_domiciliari;attiva;2024-04-01;distretto-lecce;N"),
+            "P2;R2;De Giorgi;Maria Grazia;F;1938-05-20;Lecce;;cure_domiciliari;attiva;2024-04-01;distretto-lecce;N".to_string(),
         ],
     );
     let e2 = small_export(
@@ -288,7 +288,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     // The who-else example asked about P1: the Comune's relationship, in full to the ASL.
     let answer: Value = client
         .post(format!("{}/api/v1/persons/P1/who-else", served.base))
-        .as_operator(&token, "operatore_pua")
+        .on_behalf_of(&token, "operatore_pua")
         .json(&json!({"purpose": "continuita_assistenziale"}))
         .send()
         .await
@@ -308,7 +308,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     // FHIR by content negotiation.
     let r = client
         .post(format!("{}/api/v1/persons/P1/who-else", served.base))
-        .as_operator(&token, "operatore_pua")
+        .on_behalf_of(&token, "operatore_pua")
         .header("Accept", "application/fhir+json")
         .json(&json!({"purpose": "continuita_assistenziale"}))
         .send()
@@ -337,7 +337,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     let found: Value = client
         .get(format!("{}/api/v1/persons", served.base))
         .query(&[("codice_fiscale", rossi().to_lowercase())])
-        .as_operator(&token, "assistente_sociale")
+        .on_behalf_of(&token, "assistente_sociale")
         .send()
         .await
         .unwrap()
@@ -349,7 +349,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     let found: Value = client
         .get(format!("{}/api/v1/persons", served.base))
         .query(&[("surname", "de giorgio"), ("given_name", "Maria Grazia"), ("birth_date", "1938-05-20")])
-        .as_operator(&token, "assistente_sociale")
+        .on_behalf_of(&token, "assistente_sociale")
         .send()
         .await
         .unwrap()
@@ -362,7 +362,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     // An intake for someone only the Comune follows: the PUA asks at once and sees the Comune.
     let created: Value = client
         .post(format!("{}/api/v1/intakes", served.base))
-        .as_operator(&token, "operatore_pua")
+        .on_behalf_of(&token, "operatore_pua")
         .json(&json!({"surname": "Bianchi", "given_names": "Anna", "sex": "F", "birth_date": "1952-07-07", "birthplace": "Lecce", "codice_fiscale": bianchi(), "service": "cure_domiciliari", "unit": "pua-lecce"}))
         .send()
         .await
@@ -374,7 +374,7 @@ async fn the_openapi_document_validates_and_every_operation_in_it_works_against_
     assert_eq!(created["status"], "segnalata");
     let answer: Value = client
         .post(format!("{}/api/v1/persons/{record}/who-else", served.base))
-        .as_operator(&token, "operatore_pua")
+        .on_behalf_of(&token, "operatore_pua")
         .json(&json!({"purpose": "continuita_assistenziale"}))
         .send()
         .await
@@ -409,7 +409,7 @@ async fn bad_credentials_malformed_oversized_or_unknown_get_clear_4xx_and_change
     let ask = |body: Value| {
         client
             .post(format!("{base}/api/v1/persons/P1/who-else"))
-            .as_operator(&token, "operatore_pua")
+            .on_behalf_of(&token, "operatore_pua")
             .json(&body)
     };
     let receipt = |v: &Value| v["receipt"].as_str().unwrap().split(':').next().unwrap().parse::<u64>().unwrap();
@@ -417,16 +417,18 @@ async fn bad_credentials_malformed_oversized_or_unknown_get_clear_4xx_and_change
     let first_seq = receipt(&first);
 
     let who = format!("{base}/api/v1/persons/P1/who-else");
-    let hdr = |r: reqwest::RequestBuilder| r.as_operator(&token, "operatore_pua");
+    let hdr = |r: reqwest::RequestBuilder| r.on_behalf_of(&token, "operatore_pua");
     let big = format!("{{\"purpose\":\"continuita_assistenziale\",\"relationship_id\":\"{}\"}}", "x".repeat(40_000));
     let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str, Option<&str>)> = vec![
         ("no credentials", client.post(&who).json(&json!({"purpose": "continuita_assistenziale"})), 401, "missing_credentials", None),
-        ("wrong credential", client.post(&who).as_operator("ponte_0000", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 401, "invalid_credentials", None),
+        ("wrong credential", client.post(&who).on_behalf_of("ponte_0000", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 401, "invalid_credentials", None),
         ("basic auth", client.post(&who).basic_auth("a", Some("b")).json(&json!({})), 401, "invalid_credentials", None),
         ("no operator", client.post(&who).bearer_auth(&token).header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "missing_header", Some("X-Ponte-Operator")),
         ("operator with a space", client.post(&who).bearer_auth(&token).header("X-Ponte-Operator", "Mario Rossi").header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Operator")),
-        ("unknown role", client.post(&who).as_operator(&token, "primario").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Role")),
-        ("role not registered", client.post(&who).as_operator(&mmg_only, "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 403, "role_not_allowed", Some("X-Ponte-Role")),
+        ("operator id that is a codice fiscale", client.post(&who).bearer_auth(&token).header("X-Ponte-Operator", rossi().to_lowercase()).header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Operator")),
+        ("operator id holding an STP code", client.post(&who).bearer_auth(&token).header("X-Ponte-Operator", "op.STP1234567890123").header("X-Ponte-Role", "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Operator")),
+        ("unknown role", client.post(&who).on_behalf_of(&token, "primario").json(&json!({"purpose": "continuita_assistenziale"})), 400, "invalid_header", Some("X-Ponte-Role")),
+        ("role not registered", client.post(&who).on_behalf_of(&mmg_only, "operatore_pua").json(&json!({"purpose": "continuita_assistenziale"})), 403, "role_not_allowed", Some("X-Ponte-Role")),
         ("malformed JSON", hdr(client.post(&who)).header("content-type", "application/json").body("{\"purpose\": "), 400, "malformed_json", None),
         ("oversized body", hdr(client.post(&who)).header("content-type", "application/json").body(big), 413, "body_too_large", None),
         ("not JSON", hdr(client.post(&who)).header("content-type", "text/plain").body("purpose=continuita_assistenziale"), 415, "unsupported_media_type", Some("Content-Type")),
@@ -471,6 +473,16 @@ async fn bad_credentials_malformed_oversized_or_unknown_get_clear_4xx_and_change
         }
         assert_eq!(www, want == 401, "{what}: WWW-Authenticate only on 401");
     }
+
+    // A personal identifier in the operator header is refused with a detail that says why.
+    let r = client.get(format!("{base}/api/v1/session")).bearer_auth(&token).header("X-Ponte-Operator", rossi()).header("X-Ponte-Role", "operatore_pua").send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("pseudonymous"), "{body}");
+    // A pseudonymous id in mixed case is taken exactly as sent (nothing is lower-cased).
+    let r = client.get(format!("{base}/api/v1/session")).bearer_auth(&token).header("X-Ponte-Operator", "Op-4711").header("X-Ponte-Role", "operatore_pua").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let session: Value = r.json().await.unwrap();
+    assert_eq!(session["operator"], "Op-4711", "{session}");
 
     // Nothing reached the coordinator's audit in between: the next question's receipt follows
     // the first one's.
@@ -533,7 +545,7 @@ async fn client_certificates_grpc_health_metrics_and_logs_without_personal_data(
     let ask = |purpose: &str| {
         plain
             .post(format!("{}/api/v1/persons/P1/who-else", served.base))
-            .as_operator(&token, "operatore_pua")
+            .on_behalf_of(&token, "operatore_pua")
             .json(&json!({"purpose": purpose}))
     };
     assert_eq!(ask("continuita_assistenziale").send().await.unwrap().status(), 200);

@@ -91,7 +91,7 @@ fn a_node_over_its_question_rate_is_told_when_to_retry_and_others_are_not_held_u
     let refused = w.ask_usual("comune-lecce", "c1").unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("too many questions from this node") && refused.message().contains("retry in"), "{}", refused.message());
-    let retry: u64 = refused.metadata().get("retry-after-ms").unwrap().to_str().unwrap().parse().unwrap();
+    let retry: u64 = refused.metadata().get("grpc-retry-pushback-ms").unwrap().to_str().unwrap().parse().unwrap();
     assert!((1..=1000).contains(&retry), "{retry}");
     // Another node is not held up by it.
     let other = w.ask_usual("asl-lecce", "a1").unwrap();

@@ -5,9 +5,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use ponte_net::PeerInfo;
 use ponte_proto::identity::{PeerIdentity, Role, identity_from_der};
 use tonic::Status;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::metrics;
 
@@ -46,9 +46,7 @@ pub struct Auth<S> {
 }
 
 fn identify<B>(req: &http::Request<B>) -> Result<PeerIdentity, (metrics::AuthRefusal, Status)> {
-    let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
-    let certs = info.and_then(|i| i.peer_certs());
-    let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
+    let Some(leaf) = req.extensions().get::<PeerInfo>().and_then(PeerInfo::leaf) else {
         return Err((
             metrics::AuthRefusal::NoCertificate,
             Status::unauthenticated("no client certificate: every caller must present a certificate issued by the federation's CA (mutual TLS)"),

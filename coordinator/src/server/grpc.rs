@@ -29,7 +29,7 @@ pub fn status(e: FederationError) -> Status {
         e @ RateLimited { retry_after_ms, .. } => {
             let mut s = Status::resource_exhausted(e.to_string());
             if let Ok(v) = retry_after_ms.to_string().parse() {
-                s.metadata_mut().insert("retry-after-ms", v);
+                s.metadata_mut().insert("grpc-retry-pushback-ms", v);
             }
             s
         }
@@ -225,7 +225,7 @@ mod tests {
             assert_eq!(s.message(), text);
         }
         let s = status(FederationError::RateLimited { what: "x".into(), retry_after_ms: 250 });
-        assert_eq!(s.metadata().get("retry-after-ms").unwrap(), "250");
+        assert_eq!(s.metadata().get("grpc-retry-pushback-ms").unwrap(), "250");
         assert!(status(FederationError::Refused { message: "no".into(), receipt: 4, reason: metrics::RefusalReason::AnchorNotHeld }).message().contains("receipt 4"));
     }
 

@@ -19,9 +19,8 @@ use ponte_proto::limits::MAX_MESSAGE_BYTES;
 use ponte_proto::schema::LinkageSchema;
 use ponte_proto::v1::federation_server::FederationServer;
 use ponte_proto::v1::governance_server::GovernanceServer;
-use tokio_stream::StreamExt;
 use tonic::server::NamedService;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tower::Layer;
 
 use crate::config::CoordinatorConfig;
 use crate::federation::{Federation, today};
@@ -41,11 +40,12 @@ pub async fn serve(cfg: CoordinatorConfig, shutdown: impl std::future::Future<Ou
     let ca = ponte_proto::pki::load_cert_pem(&cfg.tls.ca, "federation CA certificate").map_err(anyhow::Error::msg)?;
     let cert = ponte_proto::pki::load_cert_pem(&cfg.tls.cert, "coordinator certificate").map_err(anyhow::Error::msg)?;
     let key = ponte_proto::pki::load_key_pem(&cfg.tls.key, "coordinator private key").map_err(anyhow::Error::msg)?;
+    let tls = ponte_net::server_config(&cert, &key, &ca)
+        .map_err(|e| anyhow::anyhow!("the coordinator's TLS setup ({}, {}, CA {}): {e}", cfg.tls.cert.display(), cfg.tls.key.display(), cfg.tls.ca.display()))?;
     let federation = {
         let (cfg, schema) = (cfg.clone(), schema.clone());
         Arc::new(tokio::task::spawn_blocking(move || Federation::open(&cfg, &schema)).await.context("opening the store stopped unexpectedly")??)
     };
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).client_ca_root(Certificate::from_pem(ca)).client_auth_optional(true);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<FederationServer<Services>>().await;
@@ -56,9 +56,11 @@ pub async fn serve(cfg: CoordinatorConfig, shutdown: impl std::future::Future<Ou
         .build_v1()
         .context("building the reflection service")?;
 
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (is another process using it?)", cfg.listen))?;
+    let listen: SocketAddr = cfg.listen.parse().with_context(|| format!("listen = {:?} is not an address", cfg.listen))?;
+    let listener = ponte_net::Listener::bind(listen, tls, cfg.connections.limits()).await.map_err(|e| match e {
+        ponte_net::ListenError::Bind { source, .. } => anyhow::anyhow!("cannot listen on {}: {source} (is another process using it?)", cfg.listen),
+        ponte_net::ListenError::Limits(e) => anyhow::anyhow!("the [connections] limits cannot be used: {e}"),
+    })?;
     let addr = listener.local_addr()?;
     let metrics_endpoint = start_metrics(&cfg.metrics, federation.clone()).await?;
     let (items, persons) = federation.stats();
@@ -98,25 +100,11 @@ pub async fn serve(cfg: CoordinatorConfig, shutdown: impl std::future::Future<Ou
     let services = Services::new(federation);
     let governance = GovernanceServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
     let federation = FederationServer::new(services).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
-    // Small answers must leave at once: no Nagle delay on accepted sockets.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-        s.inspect(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        })
-    });
-    tonic::transport::Server::builder()
-        .tls_config(tls)?
-        .concurrency_limit_per_connection(64)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(AuthLayer)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(federation)
-        .add_service(governance)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .context("the gRPC server stopped")?;
+    // One port: health, reflection and both services behind the identity layer, on the
+    // hardened listener (TCP_NODELAY, handshake/idle/body timeouts, connection limits with
+    // eviction of idle connections, HTTP/2 keep-alive, bounded streams).
+    let routes = tonic::service::Routes::new(health_service).add_service(reflection).add_service(federation).add_service(governance).prepare();
+    listener.serve(AuthLayer.layer(routes), shutdown).await;
     retention.abort();
     upkeep.abort();
     if let Some(endpoint) = metrics_endpoint {

@@ -3,9 +3,11 @@
 //! Italian web page, Prometheus metrics, and gRPC health and reflection — one port, HTTP/1.1 and
 //! HTTP/2, TLS with the node's certificate.
 //!
-//! Served with hyper over tokio-rustls (not `axum::serve`) so that an optional client
-//! certificate, verified against `api.client_ca`, reaches the handlers; gRPC requests go to
-//! tonic's health and reflection services, everything else to the axum router.
+//! Served by [`ponte_net::Listener`] (not `axum::serve`): connection limits with eviction of
+//! idle connections, handshake, header, body and idle timeouts, TCP_NODELAY — all set in
+//! `[api]` — and the connection's optional client certificate, verified against
+//! `api.client_ca`, in every request's [`ponte_net::PeerInfo`]. gRPC requests go to tonic's
+//! health and reflection services, everything else to the axum router.
 
 pub mod problem;
 pub mod routes;
@@ -23,26 +25,20 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
-use ponte_proto::v1::federation_client::FederationClient;
 use tokio::sync::{Mutex, Notify};
-use tonic::transport::Channel;
 use tower::ServiceExt;
 use utoipa::OpenApi;
 
-use crate::client::{self, PublishOutcome};
+use crate::client::{self, ClientError, CoordinatorClient, PublishOutcome};
 use crate::credentials::Credentials;
 use crate::node::Node;
 use problem::ApiError;
-
-/// The verified client certificate of the connection (DER), if the caller presented one.
-#[derive(Debug, Clone, Default)]
-pub struct PeerCert(pub Option<Vec<u8>>);
 
 /// What `serve`'s outbox drain and the API share: the node, one connection to the coordinator,
 /// and one publishing run at a time.
 pub struct Shared {
     pub node: Node,
-    client: Mutex<Option<FederationClient<Channel>>>,
+    client: Mutex<Option<CoordinatorClient>>,
     publishing: Mutex<()>,
     /// Woken when the API queued a change, so the drain sends it at once.
     pub wake: Notify,
@@ -50,12 +46,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(node: Node, health: tonic_health::server::HealthReporter) -> Shared {
+    pub fn new(node: Node) -> Shared {
+        let health = tonic_health::server::HealthReporter::new();
         Shared { node, client: Mutex::new(None), publishing: Mutex::new(()), wake: Notify::new(), health }
     }
 
     /// The connection to the coordinator, opened on first use.
-    pub async fn client(&self) -> Result<FederationClient<Channel>> {
+    pub async fn client(&self) -> Result<CoordinatorClient, ClientError> {
         let mut c = self.client.lock().await;
         if let Some(c) = c.as_ref() {
             return Ok(c.clone());
@@ -67,10 +64,13 @@ impl Shared {
         Ok(fresh)
     }
 
-    /// Drops the connection after a transport error; the next call reconnects.
-    pub async fn forget_client(&self) {
-        *self.client.lock().await = None;
-        self.set_coordinator_health(false).await;
+    /// After an error from the coordinator: drops the connection when the error says it is
+    /// broken (the next call reconnects), and reports the coordinator's health.
+    pub async fn after_error(&self, e: &ClientError) {
+        if e.connection_broken() {
+            *self.client.lock().await = None;
+            self.set_coordinator_health(false).await;
+        }
     }
 
     async fn set_coordinator_health(&self, up: bool) {
@@ -85,8 +85,9 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Sends every queued change now (one run at a time).
-    pub async fn publish_now(&self) -> Result<PublishOutcome> {
+    /// Sends every queued change now (one run at a time). A run the coordinator slowed down
+    /// ([`PublishOutcome::retry_after`]) is not a failure.
+    pub async fn publish_now(&self) -> Result<PublishOutcome, ClientError> {
         let _one = self.publishing.lock().await;
         let mut c = self.client().await?;
         let out = client::publish_outbox(&self.node, &mut c, |_| {}).await;
@@ -94,13 +95,13 @@ impl Shared {
         match &out {
             Ok(o) => {
                 metrics::counter!("ponte_node_published_items_total").increment(o.items_sent);
-                metrics::counter!("ponte_node_links_found_total").increment(o.links_found);
-                metrics::counter!("ponte_node_publish_runs_total", "outcome" => "ok").increment(1);
+                let outcome = if o.retry_after.is_some() { "slowed_down" } else { "ok" };
+                metrics::counter!("ponte_node_publish_runs_total", "outcome" => outcome).increment(1);
             }
-            Err(_) => {
+            Err(e) => {
                 metrics::counter!("ponte_node_publish_runs_total", "outcome" => "failed").increment(1);
                 drop(c);
-                self.forget_client().await;
+                self.after_error(e).await;
             }
         }
         out
@@ -151,8 +152,7 @@ fn describe_metrics() {
     describe_counter!("ponte_node_consents_total", "Consents given or revoked through the API");
     describe_gauge!("ponte_node_outbox_depth", "Changes queued for the coordinator");
     describe_counter!("ponte_node_published_items_total", "Relationships published to the coordinator");
-    describe_counter!("ponte_node_links_found_total", "Links the coordinator found for this node's publications");
-    describe_counter!("ponte_node_publish_runs_total", "Outbox drains, by outcome (ok, failed)");
+    describe_counter!("ponte_node_publish_runs_total", "Outbox drains, by outcome (ok, slowed_down: the coordinator asked to wait, failed)");
 }
 
 const PAGE_HTML: &str = include_str!("web/index.html");
@@ -241,49 +241,33 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
 /// The TLS server configuration: the node's certificate, client certificates optional and, when
 /// sent, verified against `client_ca`; ALPN h2 and http/1.1.
 fn tls_config(node: &Node) -> Result<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let tls = &node.config.tls;
     let ca_path = node.config.api.client_ca.as_ref().unwrap_or(&tls.ca);
     let read = |p: &std::path::Path, what: &str| std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(&tls.cert, "node certificate (tls.cert)")?)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{} is not a PEM certificate", tls.cert.display()))?;
-    let key = PrivateKeyDer::from_pem_slice(&read(&tls.key, "node private key (tls.key)")?).with_context(|| format!("{} is not a PEM private key", tls.key.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&read(ca_path, "client CA (api.client_ca or tls.ca)")?) {
-        roots.add(c.with_context(|| format!("{} is not a PEM certificate", ca_path.display()))?).context("adding the client CA")?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .context("building the client-certificate verifier")?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .context("the node certificate and key do not belong together")?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
+    let cert = read(&tls.cert, "node certificate (tls.cert)")?;
+    let key = read(&tls.key, "node private key (tls.key)")?;
+    let ca = read(ca_path, "client CA (api.client_ca or tls.ca)")?;
+    ponte_net::server_config(&cert, &key, &ca).map_err(|e| {
+        anyhow::anyhow!("the API's TLS setup ({}, {}, client CA {}): {e}", tls.cert.display(), tls.key.display(), ca_path.display())
+    })
 }
 
-/// Most connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 256;
-
-/// Serves the API on `api.listen` until `shutdown` resolves. Binds before returning the future's
-/// first poll result, so a bad address fails at once.
-pub async fn serve(shared: Arc<Shared>, health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// Serves the API on `api.listen` until `shutdown` resolves, through [`ponte_net::Listener`]
+/// with the limits of `[api]` (connections, timeouts, HTTP/2 streams). Binds first, so a bad
+/// address, TLS file or limit fails at once.
+pub async fn serve(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> Result<()> {
     let cfg = &shared.node.config;
     let addr: SocketAddr = cfg.api.listen.parse().with_context(|| format!("api.listen = {:?} is not an address", cfg.api.listen))?;
     let credentials = Credentials::load(&cfg.api.credentials_file).map_err(anyhow::Error::msg)?;
     if credentials.systems.is_empty() {
         tracing::warn!(file = %cfg.api.credentials_file.display(), "no system is registered for the API yet: add one with `ponte-node credentials add SYSTEM --roles …`");
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&shared.node)?));
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on api.listen = {:?} (in use by another program? set another port, or \"\" to turn the API off)", cfg.api.listen)
+    let listener = ponte_net::Listener::bind(addr, tls_config(&shared.node)?, cfg.api.limits()).await.map_err(|e| match e {
+        ponte_net::ListenError::Bind { source, .. } => anyhow::anyhow!(
+            "cannot listen on api.listen = {:?}: {source} (in use by another program? set another port, or \"\" to turn the API off)",
+            cfg.api.listen
+        ),
+        ponte_net::ListenError::Limits(e) => anyhow::anyhow!("the [api] limits cannot be used: {e}"),
     })?;
     let local = listener.local_addr()?;
     let base_url = format!("https://{}", if local.ip().is_loopback() { format!("localhost:{}", local.port()) } else { local.to_string() });
@@ -293,65 +277,27 @@ pub async fn serve(shared: Arc<Shared>, health_service: tonic_health::pb::health
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
+    shared.health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let health_service =
+        tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(shared.health.clone()));
     let grpc = tonic::service::Routes::new(health_service).add_service(reflection).prepare().into_axum_router();
     let upkeep = state.metrics.clone();
-    tokio::spawn(async move {
+    let upkeep = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
             upkeep.run_upkeep();
         }
     });
     tracing::info!(listen = %local, "API, web page, metrics and gRPC health listening (HTTPS)");
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.context("connection slots closed")?,
-            _ = &mut shutdown => return Ok(()),
-        };
-        let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let grpc = grpc.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let peer = PeerCert(tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()));
-            let svc = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(peer.clone());
-                let is_grpc = req
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("application/grpc"));
-                let req = req.map(axum::body::Body::new);
-                let target = if is_grpc { grpc.clone() } else { app.clone() };
-                target.oneshot(req)
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(10)).max_buf_size(64 * 1024);
-            builder.http2().max_concurrent_streams(64);
-            let io = hyper_util::rt::TokioIo::new(tls);
-            if let Err(e) = builder.serve_connection(io, hyper_util::service::TowerToHyperService::new(svc)).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
+    // gRPC (health, reflection) by content type, everything else to the axum router. The
+    // listener has put the connection's PeerInfo into every request's extensions.
+    let dispatch = tower::service_fn(move |req: http::Request<ponte_net::Body>| {
+        let is_grpc = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/grpc"));
+        let req = req.map(axum::body::Body::new);
+        let target = if is_grpc { grpc.clone() } else { app.clone() };
+        target.oneshot(req)
+    });
+    listener.serve(dispatch, shutdown).await;
+    upkeep.abort();
+    Ok(())
 }

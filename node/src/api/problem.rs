@@ -20,7 +20,7 @@ pub struct Problem {
     pub detail: String,
     /// `missing_credentials`, `invalid_credentials`, `role_not_allowed`, `refused`,
     /// `malformed_json`, `missing_header`, `invalid_header`, `invalid_query`, `body_too_large`,
-    /// `unsupported_media_type`, `invalid_value`, `not_found`, `not_published`,
+    /// `body_timeout`, `unsupported_media_type`, `invalid_value`, `not_found`, `not_published`,
     /// `not_acceptable`, `coordinator_unavailable`, `internal`.
     pub code: String,
     /// The body field, query parameter or header at fault, when there is one.
@@ -35,11 +35,19 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub field: Option<String>,
+    /// Sent as `Retry-After` (whole seconds) when the caller should wait before trying again.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError { status, code, detail: detail.into(), field: None }
+        ApiError { status, code, detail: detail.into(), field: None, retry_after: None }
+    }
+
+    /// Tells the caller to wait this long before trying again (`Retry-After`).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> ApiError {
+        self.retry_after = Some(wait);
+        self
     }
 
     pub fn field(mut self, f: impl Into<String>) -> ApiError {
@@ -77,6 +85,12 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut r = (self.status, body).into_response();
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ponte-node\""));
         }
@@ -85,8 +99,30 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON request body: `Content-Type: application/json` (415 otherwise), within the configured
-/// size (413), well-formed (400) and of the right shape, unknown fields refused (422).
+/// size (413), arriving without stalling and whole within [`BODY_DEADLINE`] (408),
+/// well-formed (400) and of the right shape, unknown fields refused (422).
 pub struct JsonBody<T>(pub T);
+
+/// The whole body of an API request must arrive within this long. The listener cuts a body
+/// that pauses longer than `api.body_idle_timeout_secs`; this bounds one that keeps trickling
+/// (every API body is at most `api.max_body_bytes`, a few KiB).
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn body_timeout(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", detail)
+}
+
+/// Whether a body error is the listener cutting a stalled body.
+fn stalled<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ponte_net::BodyError> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(b) = err.downcast_ref::<ponte_net::BodyError>() {
+            return Some(b).filter(|b| matches!(b, ponte_net::BodyError::Idle(_)));
+        }
+        cur = err.source();
+    }
+    None
+}
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
@@ -106,9 +142,14 @@ where
             )
             .field("Content-Type"));
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+        let read = tokio::time::timeout(BODY_DEADLINE, axum::body::Bytes::from_request(req, state))
+            .await
+            .map_err(|_| body_timeout(format!("the body did not arrive within {} s: send it at once", BODY_DEADLINE.as_secs())))?;
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than this node accepts (api.max_body_bytes); send only the documented fields")
+            } else if let Some(cut) = stalled(&e) {
+                body_timeout(cut.to_string())
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body could not be read: {e}"))
             }

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::problem::{ApiError, JsonBody, Problem};
-use super::{ApiState, PeerCert};
+use super::ApiState;
+use crate::client::ClientError;
 use crate::consent::{parse_iso_day, today};
 use crate::intake::{IntakeError, IntakeIdentity, NewIntake};
+use crate::node::NodeError;
 use crate::search::{self, Query as SearchQuery};
 use crate::store::LocalRelationship;
 use crate::view::{ConsentView, RelationshipView};
@@ -40,8 +42,10 @@ pub struct Caller {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub struct OperatorHeaders {
-    /// Pseudonymous id of the operator at the calling system (`[a-z0-9._-]`, 1–64 characters);
-    /// it reaches the coordinator's audit log. Never a name or a codice fiscale.
+    /// Pseudonymous id of the operator at the calling system (`[A-Za-z0-9._-]`, 1–64
+    /// characters, case-sensitive, recorded exactly as sent); it reaches the coordinator's audit
+    /// log. Never a name or a codice fiscale: an id containing something shaped like a codice
+    /// fiscale or an STP/ENI code is refused (400, field `X-Ponte-Operator`).
     #[serde(rename = "X-Ponte-Operator")]
     #[param(example = "op-4711")]
     operator: String,
@@ -81,7 +85,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
                     )
                 })?
             }
-            None => match parts.extensions.get::<PeerCert>().and_then(|p| p.0.as_deref()) {
+            None => match parts.extensions.get::<ponte_net::PeerInfo>().and_then(|p| p.leaf()) {
                 Some(der) => state.credentials.by_cert(der).ok_or_else(|| {
                     ApiError::new(
                         StatusCode::UNAUTHORIZED,
@@ -116,7 +120,8 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             )
             .field("X-Ponte-Role"));
         }
-        Ok(Caller { system: system.id.clone(), operator: operator.to_ascii_lowercase(), role })
+        // As given: the audit names the operator exactly as the calling system does.
+        Ok(Caller { system: system.id.clone(), operator: operator.to_string(), role })
     }
 }
 
@@ -437,22 +442,35 @@ fn negotiate(headers: &HeaderMap) -> Result<Wants, ApiError> {
     })
 }
 
-fn coordinator_error(s: &tonic::Status) -> ApiError {
-    use tonic::Code;
-    match s.code() {
-        Code::PermissionDenied | Code::InvalidArgument | Code::FailedPrecondition => {
-            ApiError::new(StatusCode::FORBIDDEN, "refused", format!("the federation's policy refused the question: {}", s.message()))
+/// The problem answer for an error from the coordinator.
+fn coordinator_error(e: &ClientError) -> ApiError {
+    match e {
+        ClientError::Refused { message, .. } | ClientError::Invalid { message } => {
+            ApiError::new(StatusCode::FORBIDDEN, "refused", format!("the federation's policy refused the question: {message}"))
         }
-        Code::NotFound => ApiError::new(
+        ClientError::NotPublished { .. } => ApiError::new(
             StatusCode::CONFLICT,
             "not_published",
             "the coordinator does not know this record's relationship yet: it is still being published; ask again in a few seconds",
         ),
-        _ => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "coordinator_unavailable",
-            format!("the coordinator could not answer: {}", crate::client::status_text(s)),
-        ),
+        ClientError::RateLimited { retry_after, .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "coordinator_unavailable", format!("the coordinator could not answer: {e}")).retry_after(*retry_after)
+        }
+        ClientError::Local(_) => ApiError::internal(e),
+        ClientError::Config { .. } | ClientError::Unreachable { .. } | ClientError::Unavailable { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "coordinator_unavailable", format!("the coordinator could not answer: {e}"))
+        }
+    }
+}
+
+/// The problem answer for a local operation that could not be done.
+fn node_error(e: NodeError) -> ApiError {
+    match e {
+        NodeError::NeverEncoded { .. } | NodeError::NothingPublished { .. } => ApiError::new(StatusCode::CONFLICT, "not_published", e.to_string()),
+        NodeError::NoRelationship { .. } | NodeError::UnknownRelationship { .. } => ApiError::not_found(e.to_string()).field("relationship_id"),
+        NodeError::NoRecord { .. } | NodeError::NoConsent { .. } => ApiError::not_found(e.to_string()),
+        NodeError::InvalidConsent(reason) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", reason),
+        NodeError::Store(e) => ApiError::internal(format!("{e:#}")),
     }
 }
 
@@ -476,6 +494,7 @@ fn coordinator_error(s: &tonic::Status) -> ApiError {
         (status = 404, description = "No such record or relationship here", body = Problem, content_type = "application/problem+json"),
         (status = 406, description = "Accept names nothing available", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of this record is published", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or took too long to arrive", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown purpose or break-glass reason", body = Problem, content_type = "application/problem+json"),
@@ -503,33 +522,27 @@ pub async fn who_else(
     if node.store.get_record(&record_id).map_err(ApiError::internal)?.is_none() {
         return Err(ApiError::not_found(format!("no record {record_id:?} on this node (find it with GET /api/v1/persons)")));
     }
-    let anchor = node.anchor_for(&record_id, req.relationship_id.as_deref()).map_err(|e| {
-        let m = e.to_string();
-        if m.contains("never") {
-            ApiError::new(StatusCode::CONFLICT, "not_published", m)
-        } else {
-            ApiError::not_found(m).field("relationship_id")
-        }
-    })?;
+    let anchor = node.anchor_for(&record_id, req.relationship_id.as_deref()).map_err(node_error)?;
     if node.store.is_queued(&anchor.relationship_id).map_err(ApiError::internal)? {
-        shared.publish_now().await.map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "coordinator_unavailable", format!("the record's relationship could not be published first: {e:#}"))
+        // A run the coordinator slowed down leaves the anchor queued: the question below then
+        // gets not_published, which says to ask again shortly.
+        shared.publish_now().await.map_err(|e| match e {
+            ClientError::Local(_) => ApiError::internal(&e),
+            e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "coordinator_unavailable", format!("the record's relationship could not be published first: {e}")),
         })?;
     }
     let purpose_name = vocab::PurposeName::name(purpose);
     let started = Instant::now();
-    let mut client = shared.client().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "coordinator_unavailable", format!("{e:#}")))?;
+    let mut client = shared.client().await.map_err(|e| coordinator_error(&e))?;
     let result = crate::client::who_else(node, &mut client, &anchor, purpose, caller.role, &caller.operator, break_glass).await;
     metrics::histogram!("ponte_node_question_seconds").record(started.elapsed().as_secs_f64());
     let answer = match result {
         Ok(a) => a,
-        Err(s) => {
+        Err(e) => {
             metrics::counter!("ponte_node_questions_total", "purpose" => purpose_name.clone(), "outcome" => "refused").increment(1);
-            if !matches!(s.code(), tonic::Code::PermissionDenied | tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition | tonic::Code::NotFound) {
-                shared.forget_client().await;
-            }
-            tracing::info!(system = %caller.system, role = ?caller.role, purpose = %purpose_name, code = ?s.code(), "who-else not answered");
-            return Err(coordinator_error(&s));
+            shared.after_error(&e).await;
+            tracing::info!(system = %caller.system, role = ?caller.role, purpose = %purpose_name, error = e.kind(), "who-else not answered");
+            return Err(coordinator_error(&e));
         }
     };
     metrics::counter!("ponte_node_questions_total", "purpose" => purpose_name.clone(), "outcome" => "answered").increment(1);
@@ -618,6 +631,7 @@ pub struct IntakeCreated {
         (status = 400, description = "Malformed body or headers", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role not allowed for this system", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or took too long to arrive", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is wrong (the problem's `field` says which)", body = Problem, content_type = "application/problem+json"),
@@ -720,6 +734,7 @@ pub async fn list_consents(State(state): State<Arc<ApiState>>, _caller: Caller, 
         (status = 401, description = "No valid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such record here", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing of this record is published", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or took too long to arrive", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is wrong", body = Problem, content_type = "application/problem+json"),
@@ -749,7 +764,7 @@ pub async fn give_consent(
             format!("record {record_id:?} has no published relationship: the coordinator could not apply a consent to this person"),
         ));
     }
-    let c = node.give_consent(&record_id, scope).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", format!("{e:#}")))?;
+    let c = node.give_consent(&record_id, scope).map_err(node_error)?;
     metrics::counter!("ponte_node_consents_total", "action" => "given").increment(1);
     state.shared.changed();
     tracing::info!(system = %caller.system, role = ?caller.role, "consent recorded");
@@ -770,7 +785,7 @@ pub async fn revoke_consent(State(state): State<Arc<ApiState>>, caller: Caller, 
     if node.store.get_consent(&consent_id).map_err(ApiError::internal)?.is_none() {
         return Err(ApiError::not_found(format!("no consent {consent_id:?} on this node")));
     }
-    let c = node.revoke_consent(&consent_id).map_err(ApiError::internal)?;
+    let c = node.revoke_consent(&consent_id).map_err(node_error)?;
     metrics::counter!("ponte_node_consents_total", "action" => "revoked").increment(1);
     state.shared.changed();
     tracing::info!(system = %caller.system, role = ?caller.role, "consent revoked");
@@ -804,6 +819,7 @@ pub struct ObscureDone {
         (status = 400, description = "Malformed body or headers", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such relationship here", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled or took too long to arrive", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is wrong", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -817,7 +833,7 @@ pub async fn set_obscured(
     if node.store.get_relationship(&relationship_id).map_err(ApiError::internal)?.is_none() {
         return Err(ApiError::not_found(format!("no relationship {relationship_id:?} on this node")));
     }
-    let queued = node.set_obscured(&relationship_id, req.obscured).map_err(ApiError::internal)?;
+    let queued = node.set_obscured(&relationship_id, req.obscured).map_err(node_error)?;
     state.shared.changed();
     tracing::info!(system = %caller.system, role = ?caller.role, obscured = req.obscured, "obscuring changed");
     Ok(Json(ObscureDone { relationship_id, obscured: req.obscured, queued }))

@@ -94,6 +94,10 @@ impl QualityFlags {
     /// The surname field held only a married surname (`VED. BIANCHI`); it is used as the surname
     /// (and as the alias) because the birth surname is unknown.
     pub const SURNAME_MAY_BE_MARRIED: u32 = 1 << 17;
+    /// The CF disagrees with two or more of the record's sex, birth day, birth month, birth year
+    /// and birthplace: most likely another person's code (a placeholder, a relative's), not a
+    /// typo in the record. Set with `CF_MISMATCH`; such a code is not sent as evidence.
+    pub const CF_OF_ANOTHER: u32 = 1 << 18;
 
     pub fn set(&mut self, flag: u32) {
         self.0 |= flag;

@@ -406,7 +406,9 @@ pub fn parse_sex(raw: &str) -> Option<Sex> {
 ///   `OTHER_ID_IN_CF_FIELD`: STP / ENI / provisional numeric CF / ID ANPR found there and moved
 ///   to `other_ids`;
 /// - `CF_MISMATCH`: a valid CF disagrees with the given sex, birth date (two-digit year, month,
-///   day) or resolved birthplace; `SEX_MISMATCH` additionally for sex;
+///   day) or resolved birthplace; `SEX_MISMATCH` additionally for sex; `CF_OF_ANOTHER`
+///   additionally when it disagrees in two or more of sex, day, month, year and birthplace (one
+///   disagreement is most often a typo in the record, several a code that is somebody else's);
 /// - `SEX_MISSING`: sex blank or unreadable. Sex, date and place are **not** filled in from the
 ///   CF: the CF is its own high-weight feature and copying its parts would count it twice;
 /// - `DATE_MISSING`: blank or unparseable date (kept only when an identifier is present), plus
@@ -504,6 +506,9 @@ pub fn normalise_identity(
     };
     let has_identifier = cf.is_some() || !out.other_ids.is_empty();
 
+    // How many of sex, day, month, year and birthplace the CF disagrees with.
+    let mut cf_disagreements = 0u32;
+
     // Sex.
     out.sex = parse_sex(raw.sex);
     match (out.sex, &cf) {
@@ -511,6 +516,7 @@ pub fn normalise_identity(
         (Some(given), Some(v)) if given != v.sex => {
             flags.set(QualityFlags::SEX_MISMATCH);
             flags.set(QualityFlags::CF_MISMATCH);
+            cf_disagreements += 1;
         }
         _ => {}
     }
@@ -529,11 +535,13 @@ pub fn normalise_identity(
             Ok((date, date_flags)) => {
                 flags.set(date_flags);
                 out.birth_date = Some(date);
-                if let Some(v) = &cf
-                    && ((date.year % 100) as u8, date.month, date.day)
-                        != (v.birth_year2, v.birth_month, v.birth_day)
-                {
-                    flags.set(QualityFlags::CF_MISMATCH);
+                if let Some(v) = &cf {
+                    let parts = [((date.year % 100) as u8, v.birth_year2), (date.month, v.birth_month), (date.day, v.birth_day)];
+                    let differ = parts.iter().filter(|(a, b)| a != b).count() as u32;
+                    if differ > 0 {
+                        flags.set(QualityFlags::CF_MISMATCH);
+                        cf_disagreements += differ;
+                    }
                 }
             }
             Err(_) if has_identifier => flags.set(QualityFlags::DATE_MISSING),
@@ -562,6 +570,7 @@ pub fn normalise_identity(
             }
             if hint.is_some_and(|h| h != code) {
                 flags.set(QualityFlags::CF_MISMATCH);
+                cf_disagreements += 1;
             }
             out.birthplace = Some(code);
         }
@@ -570,6 +579,9 @@ pub fn normalise_identity(
     }
     if hint.is_some_and(|h| h.starts_with('Z')) {
         flags.set(QualityFlags::FOREIGN_BORN);
+    }
+    if cf_disagreements >= 2 {
+        flags.set(QualityFlags::CF_OF_ANOTHER);
     }
 
     out.flags = flags;
@@ -907,6 +919,7 @@ mod tests {
         });
         assert_eq!(r.sex, Some(Sex::M));
         assert!(r.flags.has(QualityFlags::SEX_MISMATCH) && r.flags.has(QualityFlags::CF_MISMATCH));
+        assert!(!r.flags.has(QualityFlags::CF_OF_ANOTHER), "one disagreement (sex) is a typo, not another's code");
         assert_eq!(r.birthplace.as_deref(), Some("E506"));
 
         let r = run(&RawIdentity {
@@ -914,13 +927,27 @@ mod tests {
             ..base()
         });
         assert!(r.flags.has(QualityFlags::CF_MISMATCH) && !r.flags.has(QualityFlags::SEX_MISMATCH));
+        assert!(!r.flags.has(QualityFlags::CF_OF_ANOTHER), "the day alone differs");
         assert_eq!(r.birth_date.map(|d| d.day), Some(12));
         let r = run(&RawIdentity {
             birthplace: "Galatina",
             ..base()
         });
-        assert!(r.flags.has(QualityFlags::CF_MISMATCH));
+        assert!(r.flags.has(QualityFlags::CF_MISMATCH) && !r.flags.has(QualityFlags::CF_OF_ANOTHER));
         assert_eq!(r.birthplace.as_deref(), Some("D862"));
+        // Another person's code: day and birthplace differ.
+        let r = run(&RawIdentity {
+            birth_date: "12/02/1979",
+            birthplace: "Galatina",
+            ..base()
+        });
+        assert!(r.flags.has(QualityFlags::CF_MISMATCH) && r.flags.has(QualityFlags::CF_OF_ANOTHER));
+        // The day, the month and the year all differ.
+        let r = run(&RawIdentity {
+            birth_date: "03/05/1951",
+            ..base()
+        });
+        assert!(r.flags.has(QualityFlags::CF_OF_ANOTHER));
     }
 
     #[test]
