@@ -77,6 +77,7 @@ pub const AUTH_REFUSALS: &str = "ponte_coordinator_auth_refusals_total";
 pub const IN_FLIGHT: &str = "ponte_coordinator_requests_in_flight";
 pub const STATE_WAITING: &str = "ponte_coordinator_state_queue_depth";
 pub const STATE_WAIT_SECONDS: &str = "ponte_coordinator_state_wait_seconds";
+pub const VIEW_APPLY_SECONDS: &str = "ponte_coordinator_view_apply_seconds";
 pub const STORAGE_FAILURES: &str = "ponte_coordinator_storage_failures_total";
 pub const RATE_LIMITED: &str = "ponte_coordinator_rate_limited_total";
 pub const DISK_REFUSALS: &str = "ponte_coordinator_disk_full_refusals_total";
@@ -248,6 +249,12 @@ pub const CATALOGUE: &[MetricDef] = &[
         kind: Kind::Counter,
         labels: &[],
         help: "Storage failures (sled) while handling requests; the change was not acknowledged.",
+    },
+    MetricDef {
+        name: VIEW_APPLY_SECONDS,
+        kind: Kind::Histogram,
+        labels: &[],
+        help: "Time a change held the view's write lock (applying a stored publication, withdrawal, consent or policy), in seconds: the longest a who-else question can wait for a change.",
     },
     MetricDef {
         name: RATE_LIMITED,
@@ -645,6 +652,11 @@ pub fn rate_limited(class: crate::federation::limits::Class) {
     counter!(RATE_LIMITED, "class" => label).increment(1);
 }
 
+/// A change held the view's write lock for `took`.
+pub fn view_applied(took: Duration) {
+    histogram!(VIEW_APPLY_SECONDS).record(took.as_secs_f64());
+}
+
 pub fn disk_full() {
     counter!(DISK_REFUSALS).increment(1);
 }
@@ -864,6 +876,7 @@ mod tests {
             rate_limited(crate::federation::limits::Class::Question);
             disk_full();
             quarantined(1, 2);
+            view_applied(Duration::from_micros(80));
             drop(InFlight::start(GrpcService::Federation));
             drop(Waiting::start());
             holdings(&Holdings { items: 5, encodings_by_epoch: vec![(1, 5)], persons: 3, links: 2, consents: 1, audit_entries: 7, index_bytes: 4096, ..Default::default() });

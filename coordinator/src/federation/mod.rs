@@ -444,13 +444,15 @@ impl Federation {
         // Apply.
         plan.changes.clear();
         let held_ids: Vec<ItemId> = plan.quarantined.iter().map(|q| q.id).collect();
+        let items: Vec<(ItemId, StoredItem)> = fresh.into_iter().map(|(id, p, existing)| (id, merged_item(existing, p))).collect();
         {
             let mut v = self.view.write();
+            let applying = Instant::now();
             v.graph.apply(plan);
-            for (id, p, existing) in fresh {
-                let item = merged_item(existing, p);
+            for (id, item) in items {
                 v.put_item(id, item);
             }
+            metrics::view_applied(applying.elapsed());
         }
         if !held_ids.is_empty() || !linked.hubs.is_empty() {
             metrics::quarantined(linked.hubs.len() as u64, held_ids.len() as u64);

@@ -537,7 +537,11 @@ pub fn normalise_identity(
                 out.birth_date = Some(date);
                 if let Some(v) = &cf {
                     let parts = [((date.year % 100) as u8, v.birth_year2), (date.month, v.birth_month), (date.day, v.birth_day)];
-                    let differ = parts.iter().filter(|(a, b)| a != b).count() as u32;
+                    let mut differ = parts.iter().filter(|(a, b)| a != b).count() as u32;
+                    // Day and month swapped is one slip of the pen, not two.
+                    if date.day != date.month && (date.day, date.month) == (v.birth_month, v.birth_day) {
+                        differ -= 1;
+                    }
                     if differ > 0 {
                         flags.set(QualityFlags::CF_MISMATCH);
                         cf_disagreements += differ;
@@ -948,6 +952,12 @@ mod tests {
             ..base()
         });
         assert!(r.flags.has(QualityFlags::CF_OF_ANOTHER));
+        // Day and month swapped (11 February written as 2 November): one slip, the code kept.
+        let r = run(&RawIdentity {
+            birth_date: "02/11/1979",
+            ..base()
+        });
+        assert!(r.flags.has(QualityFlags::CF_MISMATCH) && !r.flags.has(QualityFlags::CF_OF_ANOTHER));
     }
 
     #[test]
