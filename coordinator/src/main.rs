@@ -17,6 +17,10 @@ use ponte_proto::v1;
 use ponte_proto::vocab;
 use ponte_proto::schema::LinkageSchema;
 
+/// mimalloc: the coordinator's questions allocate many small values on several threads at once.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // Output. `println!` and `print!` in this file are these two, not std's: std's panic when the
 // reader of stdout has gone (`ponte-coordinator stats | head`). Here the first write that meets
 // a closed pipe ends the output quietly and later writes are skipped; the command finishes what

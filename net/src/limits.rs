@@ -46,6 +46,11 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// How long shutdown waits for open connections to finish. Default 5 s.
     pub shutdown_grace: Duration,
+    /// How long a connection must have been without activity before a newcomer may evict it.
+    /// Default 1 s: a client between two requests (idle for microseconds) is never closed under
+    /// it — the newcomer waits for a slot instead — while a connection left idle or half-open by
+    /// a peer that holds slots is fair game after a second.
+    pub evictable_after: Duration,
 }
 
 impl Default for Limits {
@@ -64,6 +69,7 @@ impl Default for Limits {
             max_concurrent_streams: 64,
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            evictable_after: Duration::from_secs(1),
         }
     }
 }
@@ -101,6 +107,9 @@ impl Limits {
         }
         if self.admission_wait > Duration::from_secs(60) {
             return Err(format!("admission_wait = {:?}: at most 60 s", self.admission_wait));
+        }
+        if self.evictable_after > self.idle_timeout {
+            return Err(format!("evictable_after = {:?}: at most idle_timeout ({:?})", self.evictable_after, self.idle_timeout));
         }
         if self.shutdown_grace > Duration::from_secs(300) {
             return Err(format!("shutdown_grace = {:?}: at most 300 s", self.shutdown_grace));

@@ -123,19 +123,23 @@ pub(crate) struct Candidate {
     pub ip: IpAddr,
     pub busy: bool,
     pub last_active_ms: u64,
+    /// Milliseconds since its last activity.
+    pub idle_ms: u64,
 }
 
 /// Decides how to admit a newcomer from `ip`: when its address is at
 /// `max_connections_per_ip`, the least recently active idle connection of that address is
 /// evicted (none → [`Decision::Full`]); otherwise, when the total is at `max_connections`, the
 /// least recently active idle connection of any address (none → [`Decision::Full`]); otherwise
-/// [`Decision::Admit`]. Ties are broken by the older connection (lower id). Busy connections are
-/// never chosen.
+/// [`Decision::Admit`]. Ties are broken by the older connection (lower id). Busy connections, and
+/// idle ones active less than [`Limits::evictable_after`] ago (a client between two requests),
+/// are never chosen.
 pub(crate) fn choose(conns: &[Candidate], ip: IpAddr, limits: &Limits) -> Decision {
+    let min_idle = limits.evictable_after.as_millis() as u64;
     let lru = |same_ip: bool| {
         conns
             .iter()
-            .filter(|c| !c.busy && (!same_ip || c.ip == ip))
+            .filter(|c| !c.busy && c.idle_ms >= min_idle && (!same_ip || c.ip == ip))
             .min_by_key(|c| (c.last_active_ms, c.id))
             .map(|c| Decision::Evict(c.id))
             .unwrap_or(Decision::Full)
@@ -190,10 +194,14 @@ impl Table {
         let Ok(mut st) = self.state.lock() else { return None };
         // Each round removes one connection, so this ends; the bound is a guard.
         for _ in 0..=self.limits.max_connections + 1 {
+            let now = self.epoch.elapsed().as_millis() as u64;
             let snapshot: Vec<Candidate> = st
                 .conns
                 .values()
-                .map(|s| Candidate { id: s.id, ip: s.ip, busy: s.state.load(Ordering::Acquire) != 0, last_active_ms: s.last_active_ms.load(Ordering::Relaxed) })
+                .map(|s| {
+                    let last_active_ms = s.last_active_ms.load(Ordering::Relaxed);
+                    Candidate { id: s.id, ip: s.ip, busy: s.state.load(Ordering::Acquire) != 0, last_active_ms, idle_ms: now.saturating_sub(last_active_ms) }
+                })
                 .collect();
             match choose(&snapshot, ip, &self.limits) {
                 Decision::Admit => {
@@ -245,7 +253,10 @@ impl Table {
             if let Some(s) = self.try_admit(ip) {
                 break Ok(s);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Woken when a connection closes or turns idle, and at least every
+            // `evictable_after`, when idle connections become evictable by their age alone.
+            let tick = tokio::time::Instant::now() + self.limits.evictable_after.max(Duration::from_millis(10));
+            if tokio::time::timeout_at(deadline.min(tick), notified).await.is_err() && tokio::time::Instant::now() >= deadline {
                 break self.try_admit(ip).ok_or(Refused::StillFull);
             }
         };
@@ -283,11 +294,19 @@ mod tests {
     }
 
     fn c(id: u64, ip_last: u8, busy: bool, last_active_ms: u64) -> Candidate {
-        Candidate { id, ip: ip(ip_last), busy, last_active_ms }
+        Candidate { id, ip: ip(ip_last), busy, last_active_ms, idle_ms: 10_000 - last_active_ms }
     }
 
     fn limits(total: usize, per_ip: usize) -> Limits {
         Limits { max_connections: total, max_connections_per_ip: per_ip, ..Limits::default() }
+    }
+
+    #[test]
+    fn a_connection_active_less_than_a_second_ago_is_never_evicted() {
+        let fresh = Candidate { id: 1, ip: ip(1), busy: false, last_active_ms: 9_800, idle_ms: 200 };
+        assert_eq!(choose(&[fresh], ip(2), &limits(1, 1)), Decision::Full, "a client between two requests stays");
+        let stale = Candidate { idle_ms: 1_500, ..fresh };
+        assert_eq!(choose(&[stale], ip(2), &limits(1, 1)), Decision::Evict(1));
     }
 
     #[test]
@@ -328,7 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_table_evicts_in_order_never_a_busy_one_and_lets_a_waiter_in_when_one_turns_idle() {
-        let limits = Limits { max_connections: 3, max_connections_per_ip: 3, admission_wait: Duration::from_secs(5), ..Limits::default() };
+        let limits = Limits { max_connections: 3, max_connections_per_ip: 3, admission_wait: Duration::from_secs(5), evictable_after: Duration::ZERO, ..Limits::default() };
         let table = Arc::new(Table::new(limits));
         let a = table.try_admit(ip(1)).unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;

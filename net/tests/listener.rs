@@ -200,6 +200,8 @@ async fn at_the_limit_the_least_recently_active_idle_connection_is_evicted_never
         handshake_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(60),
         admission_wait: Duration::from_millis(500),
+        // The order is what is tested here; the minimum idleness has its own test below.
+        evictable_after: Duration::ZERO,
         ..Limits::default()
     };
     let server = start(&p, limits).await;
@@ -395,4 +397,35 @@ async fn shutdown_finishes_a_request_in_flight_and_stops_accepting() {
     assert!(stopping.elapsed() < Duration::from_secs(8));
     assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
     let _ = Path::new(".");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_between_two_requests_is_not_evicted_the_newcomer_waits_instead() {
+    let p = std::sync::Arc::new(pki());
+    let limits = Limits {
+        max_connections: 1,
+        max_connections_per_ip: 1,
+        admission_wait: Duration::from_secs(5),
+        evictable_after: Duration::from_millis(800),
+        ..Limits::default()
+    };
+    let server = start(&p, limits).await;
+    let mut a = tls_connect(&p, server.addr, &[b"http/1.1"]).await;
+    assert!(h1(&mut a, "/ok").await.starts_with("HTTP/1.1 200"));
+    // A newcomer arrives while `a` was active a moment ago: `a` keeps its connection and serves
+    // another request; the newcomer is admitted only once `a` has been idle long enough.
+    let started = std::time::Instant::now();
+    let newcomer = tokio::spawn({
+        let addr = server.addr;
+        let p = p.clone();
+        async move { tls_connect(&p, addr, &[b"http/1.1"]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!newcomer.is_finished(), "the newcomer waits");
+    assert!(h1(&mut a, "/ok").await.starts_with("HTTP/1.1 200"), "a, active a moment ago, still serves");
+    let mut n = tokio::time::timeout(Duration::from_secs(5), newcomer).await.unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(800), "admitted only once a had been idle long enough: {:?}", started.elapsed());
+    assert!(closed_within(&mut a, Duration::from_secs(2)).await, "then a, idle, made room");
+    assert!(h1(&mut n, "/ok").await.starts_with("HTTP/1.1 200"));
+    server.stop().await;
 }

@@ -76,6 +76,15 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+fn record(actor: &str, role: &str, policy: &str, event: Event) -> Record {
+    Record { time: unix_now(), actor: actor.to_string(), actor_role: role.to_string(), policy: policy.to_string(), event }
+}
+
+fn audit_failed(e: crate::storage::StoreError) -> FederationError {
+    metrics::storage_failure();
+    FederationError::from(e)
+}
+
 fn check_policy_text(text: &str) -> std::result::Result<(Policy, Vec<String>), String> {
     let report = policy::check(text);
     match report.policy {
@@ -94,14 +103,14 @@ struct Writer {
 
 /// The coordinator's state and the calls on it.
 pub struct Federation {
-    store: Store,
+    store: Arc<Store>,
     expect: Expectations,
     limits: crate::config::LimitsConfig,
     writer: Mutex<Writer>,
     view: RwLock<View>,
     audit: audit_log::AuditLog,
     rates: RateLimiter,
-    disk: DiskGuard,
+    disk: Arc<DiskGuard>,
     link_pool: rayon::ThreadPool,
     /// The index's counts as last read (a metrics scrape never waits for the writer).
     index_counts: Mutex<IndexCounts>,
@@ -115,6 +124,75 @@ enum QuestionOutcome {
     Answered { shown: metrics::Shown, break_glass: bool },
     Refused(metrics::RefusalReason),
     Failed,
+}
+
+/// A who-else question decided, waiting for its audit entry.
+struct Decided {
+    node: String,
+    policy: Arc<Policy>,
+    break_glass: bool,
+    event: Event,
+    keys: audit_log::Keys,
+    answer: std::result::Result<Vec<v1::OtherRelationship>, policy::Refusal>,
+    counts: metrics::Shown,
+}
+
+impl Decided {
+    fn record(&self) -> Record {
+        record(&self.node, "node", &self.policy.version, self.event.clone())
+    }
+
+    /// The break-glass notification to audit after the answer's entry, if this was one.
+    fn notify(&self, entry: &Result<Entry>) -> Option<(Record, audit_log::Keys)> {
+        let e = entry.as_ref().ok()?;
+        if !self.break_glass || self.answer.is_err() {
+            return None;
+        }
+        let officers = self.policy.break_glass_notify().to_vec();
+        tracing::warn!(node = %self.node, receipt = e.sequence, officers = ?officers, "break-glass question answered; privacy officers notified");
+        Some((record(&self.node, "node", &self.policy.version, Event::BreakGlassNotified { officers, question: e.sequence }), (Vec::new(), None)))
+    }
+
+    /// The answer (or refusal) once audited.
+    fn conclude(self, entry: Result<Entry>, notice: Option<Result<Entry>>) -> (Result<v1::WhoElseAnswer>, QuestionOutcome) {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => return (Err(e), QuestionOutcome::Failed),
+        };
+        if let Some(Err(e)) = notice {
+            return (Err(e), QuestionOutcome::Failed);
+        }
+        match self.answer {
+            Err(refusal) => {
+                let reason = metrics::RefusalReason::of(&refusal);
+                tracing::info!(node = %self.node, receipt = entry.sequence, reason = reason.label(), "who-else refused");
+                (Err(FederationError::Refused { message: refusal.to_string(), receipt: entry.sequence, reason }), QuestionOutcome::Refused(reason))
+            }
+            Ok(relationships) => {
+                let answer = v1::WhoElseAnswer {
+                    relationships,
+                    notice: ponte_proto::ANSWER_NOTICE.to_string(),
+                    receipt: Some(v1::AuditReceipt { sequence: entry.sequence, entry_hash: entry.hash }),
+                };
+                (Ok(answer), QuestionOutcome::Answered { shown: self.counts, break_glass: self.break_glass })
+            }
+        }
+    }
+}
+
+/// Counts a question in the metrics by outcome.
+fn count_question(who: &PeerIdentity, q: &v1::WhoElseQuestion, outcome: QuestionOutcome, started: Instant) {
+    let purpose = vocab::PurposeName::from_wire(q.purpose).ok();
+    let requester = match who.role {
+        ponte_proto::identity::Role::Node { entity_type } => Some(entity_type),
+        _ => None,
+    };
+    metrics::question_received(purpose, requester);
+    match outcome {
+        QuestionOutcome::Answered { shown, break_glass } => metrics::question_answered(purpose, requester, shown, break_glass, started.elapsed()),
+        QuestionOutcome::Refused(reason) => metrics::question_refused(reason, started.elapsed()),
+        QuestionOutcome::Failed => metrics::question_failed(started.elapsed()),
+    }
 }
 
 /// A publication's result: its ack and, for the metrics, what linking did.
@@ -243,9 +321,15 @@ impl Federation {
             .thread_name(|i| format!("ponte-link-{i}"))
             .build()
             .context("starting the linking threads")?;
-        let disk = DiskGuard::new(&cfg.data_dir, cfg.storage.clone());
+        let disk = Arc::new(DiskGuard::new(&cfg.data_dir, cfg.storage.clone()));
         disk.upkeep();
-        let audit = audit_log::AuditLog::new(store.audit_head()?);
+        let store = Arc::new(store);
+        let guard = disk.clone();
+        let audit = audit_log::AuditLog::start(store.clone(), store.audit_head()?, move || {
+            if guard.before_audit() {
+                metrics::disk_full();
+            }
+        });
         let fed = Federation {
             expect: Expectations { fingerprint: schema.fingerprint(), epochs: cfg.key_epochs.clone(), shape: model::EncodingShape::of(schema) },
             limits: cfg.limits.clone(),
@@ -265,16 +349,10 @@ impl Federation {
         Ok(fed)
     }
 
-    /// Appends one audit record (the policy version it was decided under named explicitly).
+    /// Appends one audit record (the policy version it was decided under named explicitly),
+    /// waiting on this thread until it is durable.
     fn append(&self, actor: &str, role: &str, policy: &str, event: Event, keys: audit_log::Keys) -> Result<Entry> {
-        if self.disk.before_audit() {
-            metrics::disk_full();
-        }
-        let record = Record { time: unix_now(), actor: actor.to_string(), actor_role: role.to_string(), policy: policy.to_string(), event };
-        self.audit.append(&self.store, record, keys).map_err(|e| {
-            metrics::storage_failure();
-            FederationError::from(e)
-        })
+        self.audit.append(record(actor, role, policy, event), keys).map_err(audit_failed)
     }
 
     /// Periodic upkeep (about every second): the ballast, and reopening the store after a failed
@@ -706,104 +784,108 @@ impl Federation {
 
     /// Answers a who-else question, or refuses it; both are audited (a question malformed, made
     /// as another node, or over the node's rate is refused before it is a question, and is not).
-    /// Counted in the metrics by outcome.
+    /// Counted in the metrics by outcome. Waits on this thread for the audit entry; async callers
+    /// use [`Federation::who_else_async`].
     pub fn who_else(&self, who: &PeerIdentity, q: &v1::WhoElseQuestion) -> Result<v1::WhoElseAnswer> {
         let started = Instant::now();
-        let purpose = vocab::PurposeName::from_wire(q.purpose).ok();
-        let requester = match who.role {
-            ponte_proto::identity::Role::Node { entity_type } => Some(entity_type),
-            _ => None,
+        let (answer, outcome) = match self.decide_question(who, q) {
+            Err(refused) => refused,
+            Ok(d) => {
+                let entry = self.audit.append(d.record(), d.keys.clone()).map_err(audit_failed);
+                let notice = match (&entry, d.notify(&entry)) {
+                    (Ok(_), Some((r, k))) => Some(self.audit.append(r, k).map_err(audit_failed)),
+                    _ => None,
+                };
+                d.conclude(entry, notice)
+            }
         };
-        metrics::question_received(purpose, requester);
-        let (answer, outcome) = self.decide_question(who, q);
-        match outcome {
-            QuestionOutcome::Answered { shown, break_glass } => metrics::question_answered(purpose, requester, shown, break_glass, started.elapsed()),
-            QuestionOutcome::Refused(reason) => metrics::question_refused(reason, started.elapsed()),
-            QuestionOutcome::Failed => metrics::question_failed(started.elapsed()),
-        }
+        count_question(who, q, outcome, started);
         answer
     }
 
-    /// [`Federation::who_else`] without the accounting.
-    fn decide_question(&self, who: &PeerIdentity, q: &v1::WhoElseQuestion) -> (Result<v1::WhoElseAnswer>, QuestionOutcome) {
+    /// [`Federation::who_else`] on an async task: the decision is made at once (under the view's
+    /// read lock, which no writer holds for long), and the task awaits its audit entry without
+    /// blocking its thread.
+    pub async fn who_else_async(&self, who: &PeerIdentity, q: &v1::WhoElseQuestion) -> Result<v1::WhoElseAnswer> {
+        let started = Instant::now();
+        let (answer, outcome) = match self.decide_question(who, q) {
+            Err(refused) => refused,
+            Ok(d) => {
+                let entry = self.audit.append_async(d.record(), d.keys.clone()).await.map_err(audit_failed);
+                let notice = match d.notify(&entry) {
+                    Some((r, k)) => Some(self.audit.append_async(r, k).await.map_err(audit_failed)),
+                    None => None,
+                };
+                d.conclude(entry, notice)
+            }
+        };
+        count_question(who, q, outcome, started);
+        answer
+    }
+
+    /// A question checked, rate-limited and decided under the view's read lock: what to audit
+    /// and what to answer once audited. Refusals before the policy (malformed, another node's
+    /// name, over the rate) are `Err`, with their outcome.
+    fn decide_question(&self, who: &PeerIdentity, q: &v1::WhoElseQuestion) -> std::result::Result<Decided, (Result<v1::WhoElseAnswer>, QuestionOutcome)> {
         let asked = match check::who_else(who, q) {
             Ok(a) => a,
             Err(e) => {
                 let reason = if matches!(e, FederationError::Forbidden(_)) { metrics::RefusalReason::WrongNode } else { metrics::RefusalReason::InvalidRequest };
-                return (Err(e), QuestionOutcome::Refused(reason));
+                return Err((Err(e), QuestionOutcome::Refused(reason)));
             }
         };
         if let Err(e) = self.rates.take(&asked.caller.node, Class::Question) {
             metrics::rate_limited(Class::Question);
-            return (Err(e), QuestionOutcome::Failed);
+            return Err((Err(e), QuestionOutcome::Failed));
         }
         let names = (vocab::PurposeName::name(asked.purpose), vocab::OperatorRoleName::name(asked.role));
-        // Decide under the read lock; audit after it.
-        let (event, keys, policy, answer, outcome) = {
-            let v = self.view.read();
-            let s = v.setup(&asked.caller.node, asked.caller.entity, &asked.anchor.reference, asked.purpose, asked.role, asked.break_glass, today());
-            match v.check(&s) {
-                Err(refusal) => {
-                    let event = Event::WhoElseRefused {
-                        purpose: names.0.clone(),
-                        operator_role: names.1.clone(),
-                        operator_id: asked.operator_id.clone(),
-                        anchor: s.anchor_key.label(),
-                        reason: refusal.to_string(),
-                        cluster: s.cluster,
-                    };
-                    let keys = (vec![s.anchor_key.label()], s.cluster);
-                    (event, keys, s.policy.clone(), Err(refusal), None)
-                }
-                Ok(anchor) => {
-                    let (relationships, shown) = v.shaped(&s, anchor);
-                    let counts = metrics::Shown {
-                        full: shown.iter().filter(|(_, d)| *d == Disclosure::Full).count() as u64,
-                        generalised: shown.iter().filter(|(_, d)| *d == Disclosure::Generalised).count() as u64,
-                    };
-                    let (shown_labels, shown_as) = v.audit_shown(&shown);
-                    let keys = (std::iter::once(s.anchor_key.label()).chain(shown_labels.iter().cloned()).collect(), s.cluster);
-                    let event = Event::WhoElseAnswered {
-                        purpose: names.0.clone(),
-                        operator_role: names.1.clone(),
+        let v = self.view.read();
+        let s = v.setup(&asked.caller.node, asked.caller.entity, &asked.anchor.reference, asked.purpose, asked.role, asked.break_glass, today());
+        let decided = match v.check(&s) {
+            Err(refusal) => Decided {
+                event: Event::WhoElseRefused {
+                    purpose: names.0,
+                    operator_role: names.1,
+                    operator_id: asked.operator_id.clone(),
+                    anchor: s.anchor_key.label(),
+                    reason: refusal.to_string(),
+                    cluster: s.cluster,
+                },
+                keys: (vec![s.anchor_key.label()], s.cluster),
+                policy: s.policy.clone(),
+                node: asked.caller.node.clone(),
+                break_glass: asked.break_glass.is_some(),
+                answer: Err(refusal),
+                counts: metrics::Shown::default(),
+            },
+            Ok(anchor) => {
+                let (relationships, shown) = v.shaped(&s, anchor);
+                let counts = metrics::Shown {
+                    full: shown.iter().filter(|(_, d)| *d == Disclosure::Full).count() as u64,
+                    generalised: shown.iter().filter(|(_, d)| *d == Disclosure::Generalised).count() as u64,
+                };
+                let (shown_labels, shown_as) = v.audit_shown(&shown);
+                Decided {
+                    keys: (std::iter::once(s.anchor_key.label()).chain(shown_labels.iter().cloned()).collect(), s.cluster),
+                    event: Event::WhoElseAnswered {
+                        purpose: names.0,
+                        operator_role: names.1,
                         operator_id: asked.operator_id.clone(),
                         anchor: s.anchor_key.label(),
                         shown: shown_labels,
                         shown_as,
                         cluster: s.cluster,
                         break_glass: asked.break_glass.map(vocab::BreakGlassReasonName::name),
-                    };
-                    (event, keys, s.policy.clone(), Ok(relationships), Some(counts))
+                    },
+                    policy: s.policy.clone(),
+                    node: asked.caller.node.clone(),
+                    break_glass: asked.break_glass.is_some(),
+                    answer: Ok(relationships),
+                    counts,
                 }
             }
         };
-        let entry = match self.append(&asked.caller.node, "node", &policy.version, event, keys) {
-            Ok(e) => e,
-            Err(e) => return (Err(e), QuestionOutcome::Failed),
-        };
-        match answer {
-            Err(refusal) => {
-                let reason = metrics::RefusalReason::of(&refusal);
-                tracing::info!(node = %asked.caller.node, receipt = entry.sequence, reason = reason.label(), "who-else refused");
-                (Err(FederationError::Refused { message: refusal.to_string(), receipt: entry.sequence, reason }), QuestionOutcome::Refused(reason))
-            }
-            Ok(relationships) => {
-                if asked.break_glass.is_some() {
-                    let officers = policy.break_glass_notify().to_vec();
-                    tracing::warn!(node = %asked.caller.node, receipt = entry.sequence, officers = ?officers, "break-glass question answered; privacy officers notified");
-                    if let Err(e) = self.append(&asked.caller.node, "node", &policy.version, Event::BreakGlassNotified { officers, question: entry.sequence }, (Vec::new(), None)) {
-                        return (Err(e), QuestionOutcome::Failed);
-                    }
-                }
-                let answer = v1::WhoElseAnswer {
-                    relationships,
-                    notice: ponte_proto::ANSWER_NOTICE.to_string(),
-                    receipt: Some(v1::AuditReceipt { sequence: entry.sequence, entry_hash: entry.hash }),
-                };
-                let shown = outcome.unwrap_or_default();
-                (Ok(answer), QuestionOutcome::Answered { shown, break_glass: asked.break_glass.is_some() })
-            }
-        }
+        Ok(decided)
     }
 
     /// A data-subject report through the person's own node: the person's relationships as the

@@ -136,8 +136,9 @@ impl FederationRpc for Services {
 
     async fn who_else(&self, req: Request<v1::WhoElseQuestion>) -> Result<Response<v1::WhoElseAnswer>, Status> {
         let who = identity_of(&req)?;
-        let (inner, q) = (self.inner.clone(), req.into_inner());
-        blocking(move || inner.who_else(&who, &q)).await.map(Response::new)
+        let q = req.into_inner();
+        // On this task: the decision is short and the audit entry is awaited, not waited for.
+        self.inner.who_else_async(&who, &q).await.map(Response::new).map_err(status)
     }
 
     async fn record_consent(&self, req: Request<v1::ConsentAssertion>) -> Result<Response<v1::Ack>, Status> {

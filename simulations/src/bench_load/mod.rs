@@ -49,14 +49,20 @@ const PREPARED_FORMAT: u32 = 1;
 const MANIFEST: &str = "bench-load.json";
 const ANCHORS: &str = "anchors.tsv";
 
-/// The coordinator's per-node limits off: the bench measures what the coordinator can do, not
-/// what one node is allowed (`[limits]`, README). Written once into the prepared configuration.
+/// The coordinator's per-node limits off, and room for every client's connection from one
+/// address: the bench measures what the coordinator can do, not what one node is allowed
+/// (`[limits]`, `[connections]`, README). Written once into the prepared configuration.
 fn unlimit(config: &Path) -> Result<()> {
     let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let mut text = text;
     if !text.contains("[limits]") {
-        let extra = "\n# ponte-sim bench load: measure capacity, not the per-node limits.\n[limits]\nquestions_per_sec = 0\nwrites_per_sec = 0\nitems_per_node = 1000000000\n";
-        std::fs::write(config, text + extra).with_context(|| format!("writing {}", config.display()))?;
+        text += "\n# ponte-sim bench load: measure capacity, not the per-node limits.\n[limits]\nquestions_per_sec = 0\nwrites_per_sec = 0\nitems_per_node = 1000000000\n";
     }
+    if !text.contains("[connections]") {
+        // Every client of the bench connects from 127.0.0.1.
+        text += "\n[connections]\nmax_connections = 4096\nmax_connections_per_ip = 4096\n";
+    }
+    std::fs::write(config, text).with_context(|| format!("writing {}", config.display()))?;
     Ok(())
 }
 
