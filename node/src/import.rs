@@ -178,7 +178,12 @@ enum Split {
     Fields(usize),
     /// The line ends inside a quoted field: the 0-based index of that field.
     OpenQuote(usize),
+    /// The CSV parser gave up on the line (never expected: refuse the row rather than guess).
+    Unreadable,
 }
+
+/// The UTF-8 byte-order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Splits one line into fields with the CSV rules (RFC 4180 quoting, `""` for a quote inside a
 /// quoted field). Each line is split on its own: a quote left open at the end of a line is
@@ -194,8 +199,18 @@ impl LineParser {
         LineParser { core: csv_core::ReaderBuilder::new().delimiter(delimiter).build(), out: Vec::new(), ends: Vec::new() }
     }
 
-    /// Splits `line` (without its terminator).
-    fn split(&mut self, line: &[u8]) -> Split {
+    /// Splits `line` (without its terminator). Byte-order marks at its start are skipped: the
+    /// file's own, and those of exports concatenated into one file.
+    fn split(&mut self, mut line: &[u8]) -> Split {
+        while let Some(rest) = line.strip_prefix(UTF8_BOM) {
+            line = rest;
+        }
+        if line.is_empty() {
+            // One empty field. (csv-core would take an empty input for the end of the data.)
+            self.ends.clear();
+            self.ends.push(0);
+            return Split::Fields(1);
+        }
         self.core.reset();
         // A field's bytes are at most the line's plus the terminator (inside an open quote),
         // and a line of n bytes has at most n + 1 fields: the buffers never fill up.
@@ -217,9 +232,9 @@ impl LineParser {
                 csv_core::ReadRecordResult::Record => return Split::Fields(nend),
                 csv_core::ReadRecordResult::InputEmpty => debug_assert_eq!(nin, input.len()),
                 other => {
-                    // Cannot happen with the buffers sized above; refuse the line rather than guess.
+                    // Cannot happen: the input is not empty and the buffers have room for it.
                     debug_assert!(false, "csv_core returned {other:?} with room for the whole line");
-                    return Split::OpenQuote(nend);
+                    return Split::Unreadable;
                 }
             }
         }
@@ -284,7 +299,7 @@ pub fn read_export<R: Read>(input: R, file: &str, cfg: &ImportConfig) -> Result<
             }
             Some(Line::Text) if lines.buf.is_empty() => continue,
             Some(Line::Text) => {
-                let text = lines.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&lines.buf);
+                let text = lines.buf.as_slice();
                 if text.contains(&0) {
                     return Err(FileError(format!(
                         "{file}: line {}: the header holds NUL bytes: the file looks UTF-16 encoded; export it as UTF-8",
@@ -299,6 +314,9 @@ pub fn read_export<R: Read>(input: R, file: &str, cfg: &ImportConfig) -> Result<
                             lines.line,
                             i + 1
                         )));
+                    }
+                    Split::Unreadable => {
+                        return Err(FileError(format!("{file}: line {}: the header cannot be split into columns", lines.line)));
                     }
                 }
             }
@@ -404,6 +422,10 @@ pub fn read_export<R: Read>(input: R, file: &str, cfg: &ImportConfig) -> Result<
                 );
                 continue;
             }
+            Split::Unreadable => {
+                reject(&mut report, "row", "cannot be split into fields".into(), "unreadable");
+                continue;
+            }
         };
         if n != headers.len() {
             reject(&mut report, "row", format!("{n} fields where the header has {}", headers.len()), "wrong field count");
@@ -505,7 +527,23 @@ pub fn read_export<R: Read>(input: R, file: &str, cfg: &ImportConfig) -> Result<
             }
         };
         let since_month = match month_of(get(c_since), &date_format) {
-            Ok((y, m)) => y as u32 * 100 + m as u32,
+            Ok((y, _)) if !vocab::MONTH_YEARS.contains(&u32::from(y)) => {
+                // A date the wire refuses would be imported here and then refused at every
+                // publication: refuse it now, where the data steward sees it.
+                reject(
+                    &mut report,
+                    "since",
+                    format!(
+                        "{:?}: a care relationship's date lies in the years {}–{}",
+                        get(c_since),
+                        vocab::MONTH_YEARS.start(),
+                        vocab::MONTH_YEARS.end()
+                    ),
+                    "bad date",
+                );
+                continue;
+            }
+            Ok((y, m)) => u32::from(y) * 100 + u32::from(m),
             Err(e) => {
                 reject(&mut report, "since", e, "bad date");
                 continue;
@@ -708,6 +746,50 @@ mod tests {
         let (rows2, report2) = read_export(OneByte(text.as_bytes()), "t.csv", &ImportConfig::default()).unwrap();
         assert_eq!(rows2, rows);
         assert_eq!(serde_json::to_string(&report2).unwrap(), serde_json::to_string(&report).unwrap());
+    }
+
+    #[test]
+    fn byte_order_marks_at_the_start_of_a_line_are_skipped_and_a_mark_alone_is_an_empty_row() {
+        // Found by the csv_import fuzz target: a file holding only a byte-order mark made the
+        // line splitter hand csv-core an empty input (which it takes for the end of the data).
+        let e = read_export(b"\xEF\xBB\xBF".as_slice(), "t.csv", &ImportConfig::default()).unwrap_err().0;
+        assert!(e.contains("lacks the columns") && e.ends_with("Columns found: . Fix [import.columns] in the node configuration."), "{e}");
+        // Two exports concatenated (the second with its mark and header), a mark alone on a line,
+        // a row after two marks.
+        let bom = "\u{feff}";
+        let text = format!(
+            "{bom}{HEADER}\n{}\n{bom}{HEADER}\n{bom}\n{bom}{bom}{}\n",
+            row("P1", "Rossi"),
+            row("P2", "Greco")
+        );
+        let (rows, report) = read(text.as_bytes());
+        assert_eq!(rows.iter().map(|r| (r.line, r.record_id.as_str())).collect::<Vec<_>>(), [(2, "P1"), (5, "P2")]);
+        let rej = rejections(&report);
+        assert_eq!(rej.len(), 2, "{rej:?}");
+        assert_eq!((rej[0].0, rej[0].1.as_str()), (3, "birth_date"), "the second header is a row like any other: {rej:?}");
+        assert_eq!(rej[1], (4, "row".to_string(), "1 fields where the header has 14".to_string()));
+    }
+
+    #[test]
+    fn a_since_date_the_wire_refuses_is_refused_at_import() {
+        // Found by the csv_import fuzz target: a since date in 1855 is a valid date for the date
+        // parser (years 1800–2199) but not a month the coordinator accepts (1900–2200): the row
+        // was imported and would have been refused at every publication.
+        let text = format!(
+            "{HEADER}\n{}\n{}\n{}\n",
+            row("P1", "Rossi").replace("01/03/2024", "17/03/1855"),
+            row("P2", "Greco").replace("01/03/2024", "01/01/1900"),
+            row("P3", "Rizzo").replace("01/03/2024", "31/12/2199")
+        );
+        let (rows, report) = read(text.as_bytes());
+        assert_eq!(rows.iter().map(|r| (r.line, r.since_month)).collect::<Vec<_>>(), [(3, 190001), (4, 219912)]);
+        assert_eq!(
+            rejections(&report),
+            [(2, "since".to_string(), "\"17/03/1855\": a care relationship's date lies in the years 1900–2200".to_string())]
+        );
+        for r in &rows {
+            vocab::check_month(r.since_month).unwrap();
+        }
     }
 
     #[test]
