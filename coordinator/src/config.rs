@@ -254,6 +254,9 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// Largest configuration file accepted.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
 fn default_listen() -> String {
     "127.0.0.1:7700".into()
 }
@@ -269,12 +272,22 @@ impl CoordinatorConfig {
         let meta = std::fs::metadata(path).map_err(|e| {
             format!("cannot read the coordinator configuration {}: {e}; pass the right file with --config", path.display())
         })?;
-        if meta.len() > 1024 * 1024 {
+        if meta.len() > MAX_CONFIG_BYTES as u64 {
             return Err(format!("the configuration {} is larger than 1 MiB", path.display()));
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        CoordinatorConfig::from_toml(&text, path)
+    }
+
+    /// Parses and checks a configuration's text as [`CoordinatorConfig::load`] does for the
+    /// file at `path`, without touching the file system: `path` only names the file in errors and
+    /// gives the folder relative paths are resolved against. Never panics, whatever the text.
+    pub fn from_toml(text: &str, path: &Path) -> Result<CoordinatorConfig, String> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(format!("the configuration {} is larger than 1 MiB", path.display()));
+        }
         let mut cfg: CoordinatorConfig =
-            toml::from_str(&text).map_err(|e| format!("the coordinator configuration {} is not valid: {e}", path.display()))?;
+            toml::from_str(text).map_err(|e| format!("the coordinator configuration {} is not valid: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.data_dir, &mut cfg.tls.ca, &mut cfg.tls.cert, &mut cfg.tls.key] {
             if p.is_relative() {
@@ -345,6 +358,20 @@ mod tests {
         assert!(e.contains("[metrics] listen = \"localhost\" is not an address") && e.contains("127.0.0.1:7701"), "{e}");
         let e = load("[metrics]\nport = 7701\n").unwrap_err();
         assert!(e.contains("unknown field") && e.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn from_toml_reads_text_as_load_reads_the_file_without_touching_the_disk() {
+        let text = "key_epochs = [1, 2]\n[tls]\nca = \"ca.pem\"\ncert = \"/abs/c.pem\"\nkey = \"c.key\"\n";
+        let cfg = CoordinatorConfig::from_toml(text, Path::new("/nonexistent/coord/coordinator.toml")).unwrap();
+        assert_eq!(cfg.tls.ca, Path::new("/nonexistent/coord/ca.pem"));
+        assert_eq!(cfg.tls.cert, Path::new("/abs/c.pem"));
+        assert_eq!(cfg.key_epochs, [1, 2]);
+        let e = CoordinatorConfig::from_toml("key_epochs = []\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n", Path::new("/etc/c.toml"))
+            .unwrap_err();
+        assert!(e.starts_with("/etc/c.toml: key_epochs is empty"), "{e}");
+        let big = format!("#{}\n", "x".repeat(MAX_CONFIG_BYTES));
+        assert!(CoordinatorConfig::from_toml(&big, Path::new("/etc/c.toml")).unwrap_err().contains("larger than 1 MiB"));
     }
 
     #[test]

@@ -393,7 +393,21 @@ impl NodeConfig {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError(format!("cannot read the node configuration {}: {e}", path.display()))
         })?;
-        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| {
+        NodeConfig::from_toml(&text, path)
+    }
+
+    /// Parses and checks a configuration's text as [`NodeConfig::load`] does for the file at
+    /// `path`, without touching the file system: `path` only names the file in errors and gives
+    /// the folder relative paths are resolved against. Never panics, whatever the text.
+    pub fn from_toml(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError(format!(
+                "the node configuration {} is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                path.display(),
+                text.len()
+            )));
+        }
+        let mut cfg: NodeConfig = toml::from_str(text).map_err(|e| {
             ConfigError(format!("the node configuration {} is not valid: {e}", path.display()))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -508,5 +522,41 @@ impl ImportConfig {
             return Err(ConfigError("import.max_rows must be at least 1".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "node_id = \"asl-lecce\"\nentity_type = \"asl\"\n[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"/abs/n.key\"\n";
+
+    #[test]
+    fn from_toml_reads_text_as_load_reads_the_file_without_touching_the_disk() {
+        // The folder does not exist: from_toml only uses the path to name the file and resolve paths.
+        let path = Path::new("/nonexistent/site/node.toml");
+        let cfg = NodeConfig::from_toml(MINIMAL, path).unwrap();
+        assert_eq!(cfg.tls.ca, Path::new("/nonexistent/site/ca.pem"));
+        assert_eq!(cfg.tls.key, Path::new("/abs/n.key"));
+        assert_eq!(cfg.data_dir, Path::new("/nonexistent/site/node-data"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, MINIMAL).unwrap();
+        let loaded = NodeConfig::load(&file).unwrap();
+        let parsed = NodeConfig::from_toml(MINIMAL, &file).unwrap();
+        assert_eq!(serde_json::to_value(&loaded).unwrap(), serde_json::to_value(&parsed).unwrap());
+    }
+
+    #[test]
+    fn from_toml_names_the_file_and_the_setting() {
+        let path = Path::new("/etc/ponte/node.toml");
+        let e = NodeConfig::from_toml(&MINIMAL.replace("asl-lecce", "ASL Lecce"), path).unwrap_err().0;
+        assert!(e.starts_with("/etc/ponte/node.toml: node_id:"), "{e}");
+        let e = NodeConfig::from_toml("node_id = ", path).unwrap_err().0;
+        assert!(e.starts_with("the node configuration /etc/ponte/node.toml is not valid:"), "{e}");
+        let big = format!("{MINIMAL}#{}\n", "x".repeat(MAX_CONFIG_BYTES as usize));
+        let e = NodeConfig::from_toml(&big, path).unwrap_err().0;
+        assert!(e.contains(&format!("the limit is {MAX_CONFIG_BYTES}")), "{e}");
     }
 }

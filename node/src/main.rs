@@ -375,6 +375,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Import { file } => {
+            // Before anything reads the path (the progress bar counts its lines first).
+            ponte_node::node::check_export_file(file)?;
             let node = load(&cli)?;
             let pb = bar(0, "importing");
             pb.set_length(count_lines(file).saturating_sub(1));
@@ -946,7 +948,8 @@ async fn stop_signal() {
 
 fn count_lines(path: &std::path::Path) -> u64 {
     use std::io::BufRead;
-    std::fs::File::open(path).map(|f| std::io::BufReader::new(f).lines().count() as u64).unwrap_or(0)
+    // A read error ends the count (a reader that yields the same error again would never end).
+    std::fs::File::open(path).map(|f| std::io::BufReader::new(f).split(b'\n').map_while(Result::ok).count() as u64).unwrap_or(0)
 }
 
 fn main() -> ExitCode {

@@ -73,6 +73,24 @@ pub fn new_reference() -> String {
     hex::encode(b)
 }
 
+/// Refuses, before anything reads it, a path to import that is not a regular file: a directory
+/// (reading one fails at every call, and a reader that goes on would never stop), a FIFO or a
+/// device (reading could block forever or never end). Symbolic links are followed.
+pub fn check_export_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot open the export {}", path.display()))?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        anyhow::bail!("{} is a directory; name the export file itself, e.g. {}", path.display(), path.join("export.csv").display());
+    }
+    if !ft.is_file() {
+        anyhow::bail!(
+            "{} is not a regular file (a FIFO, socket or device); save the export to a file and import that file",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 impl Node {
     pub fn open(config: NodeConfig) -> Result<Node> {
         let schema = match &config.schema_file {
@@ -116,7 +134,12 @@ impl Node {
     pub fn import_file(&self, path: &Path, progress: impl Fn(u64)) -> Result<ImportReport> {
         // Fail early, before anything is stored, if a secret is missing or unreadable.
         self.encoders()?;
+        check_export_file(path)?;
         let file = std::fs::File::open(path).with_context(|| format!("cannot open the export {}", path.display()))?;
+        // The path may have been swapped between the check and the open.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            anyhow::bail!("{} is no longer a regular file; import the export file itself", path.display());
+        }
         let (rows, report) = read_export(std::io::BufReader::new(file), &path.display().to_string(), &self.config.import)
             .map_err(|e| anyhow::anyhow!(e.0))?;
         for (i, row) in rows.iter().enumerate() {

@@ -244,10 +244,13 @@ fn personal_identifier_in(s: &str) -> Option<&'static str> {
     None
 }
 
-/// `YYYYMM` with a plausible year and a month 1–12.
+/// Years a relationship's month ([`check_month`]) may fall in.
+pub const MONTH_YEARS: std::ops::RangeInclusive<u32> = 1900..=2200;
+
+/// `YYYYMM` with a plausible year ([`MONTH_YEARS`]) and a month 1–12.
 pub fn check_month(m: u32) -> Result<(), String> {
     let (y, mo) = (m / 100, m % 100);
-    if !(1900..=2200).contains(&y) || !(1..=12).contains(&mo) {
+    if !MONTH_YEARS.contains(&y) || !(1..=12).contains(&mo) {
         return Err(format!("{m} is not a month in the form YYYYMM"));
     }
     Ok(())

@@ -1,0 +1,1 @@
+*:	asl-lecceB d6577f6b5ddeb69ef26632b5356d6d04

@@ -1,0 +1,1 @@
+comune-lecce 89bc0fe8bf4347bec1a82eeb3891212e (:	asl-lecceB 3cef04a403c2580123a49f7ae7c7ad1f
