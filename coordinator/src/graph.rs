@@ -157,6 +157,27 @@ trait View {
     fn component(&self, start: ItemId, level: Band) -> Vec<ItemId> {
         self.component_where(start, level, &|_| true)
     }
+
+    /// The strong components holding the `touched` items that are present, each sorted, in the
+    /// order of their smallest touched item.
+    fn touched_components(&self, touched: &[ItemId]) -> Vec<Vec<ItemId>> {
+        let mut seen: HashSet<ItemId> = HashSet::new();
+        let mut components: Vec<Vec<ItemId>> = Vec::new();
+        let mut sorted: Vec<ItemId> = touched.iter().copied().filter(|&t| self.present(t)).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for t in sorted {
+            if seen.contains(&t) {
+                continue;
+            }
+            let mut comp = self.component(t, Band::Probable);
+            comp.push(t);
+            comp.sort_unstable();
+            seen.extend(comp.iter().copied());
+            components.push(comp);
+        }
+        components
+    }
 }
 
 impl View for LinkGraph {
@@ -252,21 +273,7 @@ impl Overlay<'_> {
     /// Gives every strong component containing a `touched` item one id, by the rules of the
     /// module documentation.
     fn settle(&mut self, touched: &[ItemId]) {
-        let mut seen: HashSet<ItemId> = HashSet::new();
-        let mut components: Vec<Vec<ItemId>> = Vec::new();
-        let mut sorted: Vec<ItemId> = touched.iter().copied().filter(|&t| self.present(t)).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        for t in sorted {
-            if seen.contains(&t) {
-                continue;
-            }
-            let mut comp = self.component(t, Band::Probable);
-            comp.push(t);
-            comp.sort_unstable();
-            seen.extend(comp.iter().copied());
-            components.push(comp);
-        }
+        let components = self.touched_components(touched);
         // Claims: (cluster id, members holding it in the component, the component's oldest item).
         let mut claims: Vec<(ClusterId, std::cmp::Reverse<usize>, ItemId, usize)> = Vec::new();
         for (ci, comp) in components.iter().enumerate() {
@@ -310,17 +317,7 @@ impl Overlay<'_> {
     /// The first component containing a `touched` item in which one node holds more than
     /// `max` items: (its members, the node, how many it holds).
     fn over_bound(&self, touched: &[ItemId], max: usize) -> Option<(Vec<ItemId>, NodeIx, usize)> {
-        let mut seen: HashSet<ItemId> = HashSet::new();
-        let mut sorted: Vec<ItemId> = touched.iter().copied().filter(|&t| self.present(t)).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        for t in sorted {
-            if seen.contains(&t) {
-                continue;
-            }
-            let mut comp = self.component(t, Band::Probable);
-            comp.push(t);
-            seen.extend(comp.iter().copied());
+        for comp in self.touched_components(touched) {
             let mut per_node: BTreeMap<NodeIx, usize> = BTreeMap::new();
             for &m in &comp {
                 if let Some(n) = self.node_of(m) {

@@ -118,6 +118,31 @@ pub struct Publication {
     pub obscured: bool,
 }
 
+impl Publication {
+    /// A new item holding this publication (its encoding left to the caller).
+    pub fn new_item(&self) -> StoredItem {
+        StoredItem {
+            key: self.key.clone(),
+            revision: self.revision,
+            encodings: Vec::new(),
+            quality_flags: self.quality_flags,
+            relationship: self.relationship.clone(),
+            entity_name: self.entity_name.clone(),
+            obscured: self.obscured,
+        }
+    }
+
+    /// Sets on `item` what this publication says of it (revision, flags, relationship, entity
+    /// name, obscuring); encodings are left to the caller.
+    pub fn update(&self, item: &mut StoredItem) {
+        item.revision = self.revision;
+        item.quality_flags = self.quality_flags;
+        item.relationship = self.relationship.clone();
+        item.entity_name = self.entity_name.clone();
+        item.obscured = self.obscured;
+    }
+}
+
 /// A checked relationship from the wire.
 pub fn relationship_from_wire(r: Option<&v1::Relationship>, node_entity: v1::EntityType) -> Result<RelationshipMeta, String> {
     let r = r.ok_or("the relationship is missing")?;

@@ -1,8 +1,24 @@
-//! Arbitrary bytes decoded as a `ConsentRevocation` (Federation.RevokeConsent), as the gRPC server decodes it. Asserts: no panic,
-//! and decoding is stable (encoded again, it decodes to the same message). When the
-//! coordinator's validation of this message is a pure entry point, call it here on the result.
+//! Arbitrary bytes decoded as a `ConsentRevocation` (Federation.RevokeConsent), as the gRPC server decodes it, then checked
+//! by the coordinator's own request check (`ponte_coordinator::federation::check`, pure).
+//!
+//! Asserts: no panic; decoding is stable; a refusal is a bounded message of a request-check kind
+//! (invalid, forbidden, precondition); an accepted request holds only valid, bounded values, and
+//! speaks only for the certificate's node (or the officer).
 #![no_main]
 
+use ponte_coordinator::federation::check;
+use ponte_proto::limits;
+use ponte_proto::v1;
+use ponte_proto::vocab;
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = ponte_fuzz::decode_request::<ponte_proto::v1::ConsentRevocation>(data);
+    let Some(m) = ponte_fuzz::decode_request::<v1::ConsentRevocation>(data) else { return };
+    let who = ponte_fuzz::node_for(&m.node_id);
+    match check::revocation(&who, &m) {
+        Ok((caller, id)) => {
+            assert_eq!(caller.node, m.node_id);
+            vocab::check_reference(&id).expect("an accepted consent id is valid");
+        }
+        Err(e) => ponte_fuzz::assert_refusal("revocation", &e),
+    }
 });

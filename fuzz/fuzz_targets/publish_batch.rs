@@ -27,6 +27,22 @@ static SHAPES: LazyLock<[EncodingShape; 2]> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let Some(batch) = decode_request::<PublishBatch>(data) else { return };
+    // The whole batch through the coordinator's request check, as a node of that id.
+    let expect = ponte_coordinator::federation::check::Expectations {
+        fingerprint: LinkageSchema::default_schema().fingerprint(),
+        epochs: vec![1, 2],
+        shape: SHAPES[0].clone(),
+    };
+    match ponte_coordinator::federation::check::publish(&ponte_fuzz::node_for(&batch.node_id), &expect, &batch) {
+        Ok(checked) => {
+            assert_eq!(checked.caller.node, batch.node_id);
+            assert!(expect.epochs.contains(&checked.epoch));
+            assert_eq!(checked.items.len(), batch.items.len());
+            assert!(checked.items.len() <= MAX_BATCH_ITEMS);
+            assert!(checked.items.iter().all(|p| p.key.node == batch.node_id && p.encoding.clk.len() == expect.shape.clk_bytes));
+        }
+        Err(e) => ponte_fuzz::assert_refusal("publish batch", &e),
+    }
     for item in batch.items.iter().take(MAX_BATCH_ITEMS) {
         for shape in SHAPES.iter() {
             let p = match item_from_wire("asl-lecce", "ASL Lecce", v1::EntityType::Asl, batch.key_epoch, shape, item) {

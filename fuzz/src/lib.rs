@@ -100,3 +100,26 @@ impl std::io::Read for Chunked<'_> {
         Ok(n)
     }
 }
+
+/// The certificate identity a message claiming to come from `claimed` is checked against: that
+/// node when `claimed` is a valid node id (so that the checks past "speaks as itself" run),
+/// another one otherwise.
+pub fn node_for(claimed: &str) -> ponte_proto::identity::PeerIdentity {
+    use ponte_proto::identity::{PeerIdentity, Role};
+    let id = if ponte_proto::vocab::check_node_id(claimed).is_ok() { claimed } else { "asl-lecce" };
+    PeerIdentity { id: id.to_string(), role: Role::Node { entity_type: ponte_proto::v1::EntityType::Comune }, display_name: "Comune".into() }
+}
+
+/// A privacy officer's identity.
+pub fn officer() -> ponte_proto::identity::PeerIdentity {
+    use ponte_proto::identity::{PeerIdentity, Role};
+    PeerIdentity { id: "dpo".into(), role: Role::PrivacyOfficer, display_name: "DPO".into() }
+}
+
+/// A refusal of the coordinator's request checks: bounded, and of a kind a request check gives
+/// (never a storage or server-side failure).
+pub fn assert_refusal(what: &str, e: &ponte_coordinator::federation::FederationError) {
+    use ponte_coordinator::federation::FederationError::*;
+    assert_bounded(what, &e.to_string());
+    assert!(matches!(e, Invalid(_) | Forbidden(_) | Precondition(_)), "{what}: a request check answered {e:?}");
+}

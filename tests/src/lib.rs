@@ -2,6 +2,8 @@
 //! directories. A [`Federation`] owns a temporary directory with a development PKI, a linkage
 //! secret and a coordinator configuration on a fixed free port (so that it can be restarted).
 
+pub mod held;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

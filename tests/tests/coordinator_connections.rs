@@ -7,58 +7,15 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ponte_proto::v1::ServiceCategory as Cat;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ponte_e2e::held::{Held, tls_connector};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const LIMIT: usize = 8;
-
-fn connector(ca: &std::path::Path, client: Option<(&str, &str)>) -> tokio_rustls::TlsConnector {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&std::fs::read(ca).unwrap()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let mut cfg = match client {
-        Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&std::fs::read(cert).unwrap()).map(Result::unwrap).collect();
-            builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_slice(&std::fs::read(key).unwrap()).unwrap()).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-}
-
-enum Held {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl Held {
-    async fn closed_within(&mut self, within: Duration) -> bool {
-        let mut buf = [0u8; 512];
-        let read = async {
-            loop {
-                let n = match self {
-                    Held::Tcp(s) => s.read(&mut buf).await,
-                    Held::Tls(s) => s.read(&mut buf).await,
-                };
-                match n {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => continue,
-                }
-            }
-        };
-        tokio::time::timeout(within, read).await.is_ok()
-    }
-}
 
 #[test]
 fn idle_and_half_open_connections_beyond_the_limit_do_not_lock_a_node_out() {
@@ -85,11 +42,11 @@ fn idle_and_half_open_connections_beyond_the_limit_do_not_lock_a_node_out() {
             held.push(("TLS handshake never finished", Held::Tcp(s)));
         }
         for _ in 0..3 {
-            let s = connector(&ca, Some((&cert, &key))).connect("localhost".try_into().unwrap(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
+            let s = tls_connector(&ca, b"h2", Some((&cert, &key))).connect("localhost".try_into().unwrap(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
             held.push(("mutual TLS, no request", Held::Tls(Box::new(s))));
         }
         for _ in 0..3 {
-            let mut s = connector(&ca, Some((&cert, &key))).connect("localhost".try_into().unwrap(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
+            let mut s = tls_connector(&ca, b"h2", Some((&cert, &key))).connect("localhost".try_into().unwrap(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
             s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
             held.push(("HTTP/2 after its preface", Held::Tls(Box::new(s))));
         }

@@ -561,21 +561,10 @@ impl Federation {
                 Some(e) if e.revision == p.revision => {
                     self.store.get_item(&p.key)?.filter(|s| s.revision == p.revision).unwrap_or_else(|| e.clone())
                 }
-                _ => StoredItem {
-                    key: p.key.clone(),
-                    revision: p.revision,
-                    encodings: Vec::new(),
-                    quality_flags: p.quality_flags,
-                    relationship: p.relationship.clone(),
-                    entity_name: p.entity_name.clone(),
-                    obscured: p.obscured,
-                },
+                _ => p.new_item(),
             };
             item.set_encoding(p.encoding.clone());
-            item.quality_flags = p.quality_flags;
-            item.relationship = p.relationship.clone();
-            item.entity_name = p.entity_name.clone();
-            item.obscured = p.obscured;
+            p.update(&mut item);
             match change_of.get(id) {
                 Some(LinkChange::Relinked { removed, links }) => self.store.put_item(*id, &item, removed, links)?,
                 _ => self.store.put_item(*id, &item, &[], &[])?,
@@ -1307,20 +1296,8 @@ impl Federation {
 /// The item as the view keeps it after a publication: the relationship and flags as sent, no
 /// encodings (those live in the index and the store).
 fn merged_item(existing: Option<StoredItem>, p: model::Publication) -> StoredItem {
-    let mut item = existing.unwrap_or_else(|| StoredItem {
-        key: p.key.clone(),
-        revision: p.revision,
-        encodings: Vec::new(),
-        quality_flags: p.quality_flags,
-        relationship: p.relationship.clone(),
-        entity_name: p.entity_name.clone(),
-        obscured: p.obscured,
-    });
-    item.revision = p.revision;
-    item.quality_flags = p.quality_flags;
-    item.relationship = p.relationship;
-    item.entity_name = p.entity_name;
-    item.obscured = p.obscured;
+    let mut item = existing.unwrap_or_else(|| p.new_item());
+    p.update(&mut item);
     item.encodings = Vec::new();
     item
 }
