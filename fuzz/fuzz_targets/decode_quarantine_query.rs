@@ -7,9 +7,7 @@
 #![no_main]
 
 use ponte_coordinator::federation::check;
-use ponte_proto::limits;
 use ponte_proto::v1;
-use ponte_proto::vocab;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some(m) = ponte_fuzz::decode_request::<v1::QuarantineQuery>(data) else { return };

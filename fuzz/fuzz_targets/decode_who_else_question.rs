@@ -7,7 +7,6 @@
 #![no_main]
 
 use ponte_coordinator::federation::check;
-use ponte_proto::limits;
 use ponte_proto::v1;
 use ponte_proto::vocab;
 
